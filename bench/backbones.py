@@ -1,0 +1,118 @@
+"""RecBole's SASRec, BERT4Rec and GRU4Rec, trained sequence-to-sequence.
+
+Bare RecBole trains every prefix of every sequence as its own sample, padded to the maximum
+length: on Beauty (mean length 9, max 50) that is 131k samples x 50 positions per epoch. Here one
+sample is a user's training window and every position predicts its next item under the causal
+mask (SASRec, GRU4Rec), or masked items are predicted (BERT4Rec), with batches padded only to
+their own longest sequence. Inference (``forward``, ``full_sort_predict``) is RecBole's own.
+
+The item representation is read through ``item_embedding`` (input) and
+``item_embedding.weight[:n_items]`` (scoring), exactly as RecBole does, so a method adapter that
+replaces ``item_embedding`` with, e.g., a frozen LLM table plus an adapter works on all three.
+
+Losses (protocol.md): ``ce`` = cross-entropy over all items; ``bce`` = binary cross-entropy with
+one sampled negative per position (not in the user's window), the two terms averaged separately.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from recbole.data.interaction import Interaction
+from recbole.model.sequential_recommender import BERT4Rec, GRU4Rec, SASRec
+
+TARGET_SEQ = "target_item_list"
+
+
+class Seq2SeqMixin:
+    """Loss over every supervised position of a dynamically padded batch."""
+
+    objective = "causal"  # "causal": predict item t+1 at t; "masked": predict masked items
+
+    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L, d)
+        raise NotImplementedError  # each backbone below implements it
+
+    def item_scores_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Item vectors used for scoring (padding row included) and an optional per-item bias."""
+        return self.item_embedding.weight[: self.n_items], None
+
+    def supervised_positions(self, interaction: Interaction):
+        """Hidden states at supervised positions (P, d), their targets (P,) and batch rows (P,)."""
+        item_seq, targets = interaction[self.ITEM_SEQ], interaction[TARGET_SEQ]
+        hidden = self.sequence_output(item_seq)
+        keep = targets > 0
+        return hidden[keep], targets[keep], torch.nonzero(keep)[:, 0]
+
+    def calculate_loss(self, interaction: Interaction) -> torch.Tensor:
+        hidden, targets, rows = self.supervised_positions(interaction)
+        table, bias = self.item_scores_table()
+        if self.loss_type == "CE":
+            logits = hidden @ table.T
+            if bias is not None:
+                logits = logits + bias
+            logits[:, 0] = float("-inf")  # the padding id is never a class
+            return F.cross_entropy(logits, targets)
+        negatives = self._sample_negatives(interaction, rows)
+        pos = (hidden * table[targets]).sum(-1)
+        neg = (hidden * table[negatives]).sum(-1)
+        if bias is not None:
+            pos, neg = pos + bias[targets], neg + bias[negatives]
+        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+
+    def _sample_negatives(self, interaction: Interaction, rows: torch.Tensor) -> torch.Tensor:
+        """One uniform negative per supervised position, re-drawn while it is in the window."""
+        fields = [self.ITEM_SEQ] + ([TARGET_SEQ] if TARGET_SEQ in interaction.interaction else [])
+        seen = torch.cat([interaction[f] for f in fields], dim=1)[rows]  # the user's window
+        neg = torch.randint(1, self.n_items, rows.shape, device=rows.device)
+        for _ in range(20):
+            clash = (seen == neg.unsqueeze(1)).any(1)
+            if not clash.any():
+                break
+            neg[clash] = torch.randint(1, self.n_items, (int(clash.sum()),), device=neg.device)
+        return neg
+
+
+class Seq2SeqSASRec(Seq2SeqMixin, SASRec):
+    """SASRec with its causal mask; RecBole's forward without the final gather."""
+
+    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0)
+        emb = self.item_embedding(item_seq) + self.position_embedding(positions)
+        emb = self.dropout(self.LayerNorm(emb))
+        mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(emb, mask, output_all_encoded_layers=True)[-1]
+
+
+class Seq2SeqGRU4Rec(Seq2SeqMixin, GRU4Rec):
+    """GRU4Rec: every step's output predicts the next item (right padding keeps it causal)."""
+
+    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru_layers(self.emb_dropout(self.item_embedding(item_seq)))
+        return self.dense(out)
+
+
+class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
+    """BERT4Rec's masked-item objective on the user's window; RecBole's inference unchanged."""
+
+    objective = "masked"
+
+    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
+        return self.forward(item_seq)
+
+    def item_scores_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.item_embedding.weight[: self.n_items], self.output_bias
+
+    def supervised_positions(self, interaction: Interaction):
+        """Mask each real item with probability ``mask_ratio`` (at least one per sequence)."""
+        item_seq = interaction[self.ITEM_SEQ]
+        real = item_seq > 0
+        masked = (torch.rand(item_seq.shape, device=item_seq.device) < self.mask_ratio) & real
+        none = ~masked.any(1)
+        last = interaction[self.ITEM_SEQ_LEN] - 1
+        masked[none, last[none]] = True
+        hidden = self.forward(item_seq.masked_fill(masked, self.mask_token))
+        return hidden[masked], item_seq[masked], torch.nonzero(masked)[:, 0]
+
+
+BACKBONES: dict[str, type] = {"sasrec": Seq2SeqSASRec, "bert4rec": Seq2SeqBERT4Rec,
+                              "gru4rec": Seq2SeqGRU4Rec}

@@ -1,0 +1,93 @@
+"""Make RecBole 1.2.1 run on the pinned stack (numpy 2, torch 2.13, setuptools 80).
+
+Import this module before anything imports ``recbole``; ``bench/__init__.py`` does so. Each
+fix below is the smallest one that works, and each has a test in ``tests/test_compat.py``.
+See ``../shared/spec/dependencies.md`` section 3 for the errors they prevent.
+
+1. numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_`` that ``Config`` re-aliases.
+2. ray (imported only by ``recbole.quick_start``) needs ``pkg_resources``; without it we put a
+   tiny stand-in for ``ray.tune`` in ``sys.modules`` (ray is only used for hyper-parameter tuning).
+3. ray's tensorboard logger uses ``np.bool8``.
+4. RecBole checkpoints pickle its ``Config``, which torch>=2.6 refuses under ``weights_only``.
+   RecBole's own ``torch.load`` calls read checkpoints that RecBole wrote, so we opt them out.
+5. ``sine.py`` turns on autograd anomaly mode at import time (1.3-2x slower epochs).
+6. ``Config`` parses ``sys.argv``: a ``--foo`` of ours would leak into RecBole's config.
+7. RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory; the
+   suite never calls ``init_logger``, points ``checkpoint_dir`` into the run directory and
+   replaces the tensorboard writer with a null one.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import types
+from typing import Any, Iterator
+
+import numpy as np
+
+# (1) and (3): numpy 2 aliases used by RecBole's Config and by ray.
+for _alias, _target in (("float_", np.float64), ("complex_", np.complex128),
+                        ("unicode_", np.str_), ("bool8", np.bool_)):
+    if not hasattr(np, _alias):
+        setattr(np, _alias, _target)
+
+# (4): RecBole's checkpoints are our own files; let RecBole's torch.load read them.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+# Never wait on a model hub: every model this suite loads is local.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _stub_ray_if_unimportable() -> None:
+    """(2) ray needs pkg_resources (setuptools<81). If it is missing, stub ``ray.tune``."""
+    if "ray" in sys.modules or importlib.util.find_spec("pkg_resources") is not None:
+        return
+    ray = types.ModuleType("ray")
+    tune = types.ModuleType("ray.tune")
+    tune.report = lambda **_: None  # type: ignore[attr-defined]
+    ray.tune = tune  # type: ignore[attr-defined]
+    sys.modules["ray"], sys.modules["ray.tune"] = ray, tune
+
+
+_stub_ray_if_unimportable()
+
+import torch  # noqa: E402
+
+import recbole.model.sequential_recommender  # noqa: E402,F401  (5) imports sine.py
+import recbole.trainer.trainer as _recbole_trainer  # noqa: E402
+
+torch.autograd.set_detect_anomaly(False)
+
+
+class NullSummaryWriter:
+    """(7) Stands in for tensorboard's SummaryWriter so RecBole writes no ``log_tensorboard/``."""
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+_recbole_trainer.get_tensorboard = lambda logger: NullSummaryWriter()
+
+
+@contextlib.contextmanager
+def isolated_argv() -> Iterator[None]:
+    """(6) Hide our command line from RecBole's ``Config`` (it parses ``--key=value``)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def recbole_config(model: Any, dataset: str, config_dict: dict[str, Any]):
+    """Build a RecBole ``Config`` from an explicit dict, immune to ``sys.argv``."""
+    from recbole.config import Config
+
+    with isolated_argv():
+        config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    torch.autograd.set_detect_anomaly(False)
+    return config

@@ -1,0 +1,101 @@
+"""Scores -> pessimistic ranks of each user's held-out target.
+
+rank = 1 + number of *other* candidates scoring >= the target. It is deterministic, independent
+of batch size and of tie-breaking, and a constant scorer gets the worst rank (protocol.md). NaN
+scores count as the lowest possible score, so a model that emits NaN cannot look good.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+
+
+@dataclass
+class EvalSplit:
+    """One evaluation split (valid or test) as plain tensors: one row per user."""
+
+    user: torch.Tensor  # (U,) internal RecBole user ids
+    item_seq: torch.Tensor  # (U, max_len) input sequence, right-padded (RecBole layout)
+    item_seq_len: torch.Tensor  # (U,)
+    target: torch.Tensor  # (U,) internal item id of the held-out item
+    negatives: torch.Tensor | None = None  # (U, n_neg) sampled candidates (paper protocol)
+
+    def __len__(self) -> int:
+        return int(self.user.numel())
+
+    @classmethod
+    def from_recbole(cls, split_dataset) -> "EvalSplit":
+        """Take RecBole's leave-one-out valid/test split (one row per user after ``build()``)."""
+        f = split_dataset.inter_feat
+        cfg = split_dataset.config
+        seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
+        return cls(user=f[split_dataset.uid_field].clone(), item_seq=f[seq_field].clone(),
+                   item_seq_len=f[cfg["ITEM_LIST_LENGTH_FIELD"]].clone(),
+                   target=f[split_dataset.iid_field].clone())
+
+
+def pessimistic_rank(scores: torch.Tensor, target_col: torch.Tensor) -> torch.Tensor:
+    """Rank of column ``target_col[b]`` in row ``b`` of ``scores``; ties go against the target."""
+    scores = torch.nan_to_num(scores.float(), nan=float("-inf"))
+    target_score = scores.gather(1, target_col.view(-1, 1))
+    return (scores >= target_score).sum(dim=1)  # counts the target itself: 1 + others >=
+
+
+@torch.no_grad()
+def rank_targets(model, split: EvalSplit, batch_size: int, exclude_history: bool = False,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """Score every user of ``split`` with ``model.full_sort_predict`` and return 1-based ranks.
+
+    Full protocol: candidates are all items (the padding id 0 is never a candidate).
+    Sampled protocol (``split.negatives`` set): candidates are the target plus its negatives.
+    """
+    model.eval()
+    ranks = []
+    cfg_seq, cfg_len = model.ITEM_SEQ, model.ITEM_SEQ_LEN
+    for start in range(0, len(split), batch_size):
+        sl = slice(start, start + batch_size)
+        inter = Interaction({cfg_seq: split.item_seq[sl], cfg_len: split.item_seq_len[sl]}).to(device)
+        scores = model.full_sort_predict(inter).view(-1, model.n_items).cpu()
+        target = split.target[sl]
+        if split.negatives is not None:
+            cand = torch.cat([target.view(-1, 1), split.negatives[sl]], dim=1)
+            ranks.append(pessimistic_rank(scores.gather(1, cand), torch.zeros_like(target)))
+            continue
+        scores = scores[:, 1:]  # drop the padding id; column j is item j + 1
+        if exclude_history:
+            hist = split.item_seq[sl] - 1
+            keep = hist >= 0
+            rows = torch.arange(hist.size(0)).view(-1, 1).expand_as(hist)
+            masked = torch.zeros_like(scores, dtype=torch.bool)
+            masked[rows[keep], hist[keep]] = True
+            masked[torch.arange(target.numel()), target - 1] = False
+            scores = scores.masked_fill(masked, float("-inf"))
+        ranks.append(pessimistic_rank(scores, target - 1))
+    return torch.cat(ranks).numpy().astype(np.int64)
+
+
+def sample_negatives(user_items: list[np.ndarray], n_items: int, n_neg: int,
+                     seed: int) -> torch.Tensor:
+    """``n_neg`` distinct negatives per user, uniform over items not in the user's sequence.
+
+    Drawn from a generator seeded only by ``seed`` and visited in a fixed user order, so every
+    method sees the same candidates (paired comparisons). Item ids are 1..n_items-1.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(user_items), n_neg), dtype=np.int64)
+    for row, seen in enumerate(user_items):
+        banned = np.unique(seen)
+        if n_items - 1 - len(banned) < n_neg:
+            raise ValueError(f"a user has seen too many items to draw {n_neg} negatives")
+        chosen: np.ndarray = np.empty(0, dtype=np.int64)
+        while len(chosen) < n_neg:
+            draw = rng.integers(1, n_items, size=2 * n_neg)
+            draw = draw[~np.isin(draw, banned)]
+            chosen = np.concatenate([chosen, draw])
+            _, first = np.unique(chosen, return_index=True)
+            chosen = chosen[np.sort(first)]
+        out[row] = chosen[:n_neg]
+    return torch.from_numpy(out)

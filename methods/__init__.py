@@ -1,0 +1,1 @@
+"""Method adapters: one module per method (see ``bench.adapters.MethodAdapter``)."""
