@@ -96,6 +96,10 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
 
     objective = "masked"
 
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.ft_ratio = float(config["ft_ratio"] or 0.0)
+
     def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
         return self.forward(item_seq)
 
@@ -103,13 +107,20 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
         return self.item_embedding.weight[: self.n_items], self.output_bias
 
     def supervised_positions(self, interaction: Interaction):
-        """Mask each real item with probability ``mask_ratio`` (at least one per sequence)."""
+        """Cloze masking as RecBole's ``MaskItemSequence`` does it, per sequence.
+
+        With probability ``ft_ratio`` only the last item is masked (the inference task, as in
+        RecBole and the original BERT4Rec); otherwise each real item is masked with probability
+        ``mask_ratio``, at least one per sequence.
+        """
         item_seq = interaction[self.ITEM_SEQ]
         real = item_seq > 0
         masked = (torch.rand(item_seq.shape, device=item_seq.device) < self.mask_ratio) & real
-        none = ~masked.any(1)
         last = interaction[self.ITEM_SEQ_LEN] - 1
-        masked[none, last[none]] = True
+        last_only = torch.rand(item_seq.size(0), device=item_seq.device) < self.ft_ratio
+        masked[last_only] = False
+        pick = last_only | ~masked.any(1)
+        masked[pick, last[pick]] = True
         hidden = self.forward(item_seq.masked_fill(masked, self.mask_token))
         return hidden[masked], item_seq[masked], torch.nonzero(masked)[:, 0]
 

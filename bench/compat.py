@@ -12,7 +12,9 @@ See ``../shared/spec/dependencies.md`` section 3 for the errors they prevent.
    RecBole's own ``torch.load`` calls read checkpoints that RecBole wrote, so we opt them out.
 5. ``sine.py`` turns on autograd anomaly mode at import time (1.3-2x slower epochs).
 6. ``Config`` parses ``sys.argv``: a ``--foo`` of ours would leak into RecBole's config.
-7. RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory; the
+7. Known-harmless FutureWarnings from RecBole's pandas calls and its GradScaler are silenced
+   (scoped to RecBole's modules, so our own code still warns).
+8. RecBole writes ``log/``, ``log_tensorboard/`` and ``saved/`` into the current directory; the
    suite never calls ``init_logger``, points ``checkpoint_dir`` into the run directory and
    replaces the tensorboard writer with a null one.
 """
@@ -23,6 +25,7 @@ import importlib.util
 import os
 import sys
 import types
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,6 +35,9 @@ for _alias, _target in (("float_", np.float64), ("complex_", np.complex128),
                         ("unicode_", np.str_), ("bool8", np.bool_)):
     if not hasattr(np, _alias):
         setattr(np, _alias, _target)
+
+# (7): harmless FutureWarnings raised from RecBole's own modules (pandas chained fillna, GradScaler).
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole(\.|$)")
 
 # (4): RecBole's checkpoints are our own files; let RecBole's torch.load read them.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
@@ -63,13 +69,13 @@ torch.autograd.set_detect_anomaly(False)
 
 
 class NullSummaryWriter:
-    """(7) Stands in for tensorboard's SummaryWriter so RecBole writes no ``log_tensorboard/``."""
+    """(8) Stands in for tensorboard's SummaryWriter so RecBole writes no ``log_tensorboard/``."""
 
     def __getattr__(self, _name: str) -> Any:
         return lambda *args, **kwargs: None
 
 
-_recbole_trainer.get_tensorboard = lambda logger: NullSummaryWriter()
+_recbole_trainer.get_tensorboard = lambda logger: NullSummaryWriter()  # (8)
 
 
 @contextlib.contextmanager

@@ -34,7 +34,9 @@ def _override_error(override: str, exc: Exception, base: dict[str, Any]) -> Benc
     if "=" not in override:
         return BenchError(f"malformed override '{override}': expected key=value, e.g. train.epochs=5")
     if re.search(r"Could not override|not in struct|Key .* is not in", str(exc)):
-        return unknown_name("config key", key, _flat_keys(base))
+        parent = key.rpartition(".")[0]
+        keys = [k for k in _flat_keys(base) if k.rpartition(".")[0] == parent]
+        return unknown_name("config key", key, keys or _flat_keys(base))
     first = str(exc).strip().splitlines()[0]
     return BenchError(f"bad override '{override}': {first}")
 

@@ -34,6 +34,20 @@ from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
 @dataclass
+class Artifacts:
+    """What one training run produced; tests and benchmarks inspect these directly."""
+
+    record: dict[str, Any]
+    per_user: pd.DataFrame
+    model: Any
+    dataset: Any  # RecBole dataset (before splitting)
+    splits: tuple  # RecBole's (train, valid, test) split datasets
+    rb_config: Any  # RecBole Config
+    valid: EvalSplit
+    test: EvalSplit
+
+
+@dataclass
 class Outcome:
     key: RunKey
     record_path: Path
@@ -122,15 +136,21 @@ def execute(cfg: dict[str, Any], force: bool = False, position: int = 0) -> Outc
     cache = Path(cfg["paths"]["cache"])
     prepared = prepare(cfg["dataset"], cache)
     data_path = export_recbole(prepared, cache / "recbole")
+    art = train_and_test(cfg, adapter, prepared, data_path, device, position)
+    write_run(record_path, art.record, art.per_user)
+    return Outcome(key, record_path, skipped=False, record=art.record)
+
+
+def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,
+                   device: torch.device, position: int = 0) -> Artifacts:
+    """Train with early stopping on validation, restore the best weights, rank the test users."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
-        record, per_user = _train_and_test(cfg, key, adapter, prepared, data_path,
-                                           Path(work_dir), device, position)
-    write_run(record_path, record, per_user)
-    return Outcome(key, record_path, skipped=False, record=record)
+        return _train_and_test(cfg, run_key(cfg), adapter, prepared, data_path, Path(work_dir),
+                               device, position)
 
 
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
-                    work_dir: Path, device: torch.device, position: int):
+                    work_dir: Path, device: torch.device, position: int) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
     backbone_cls = BACKBONES[key.backbone]
     rb_config = recbole_config(backbone_cls, prepared.name,
@@ -147,7 +167,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                        Path(cfg["paths"]["cache"]))
     model = adapter.build_model(ctx).to(device)
     loader = Seq2SeqTrainLoader(splits[0], t["batch_size"], backbone_cls.objective, key.seed,
-                                protocol["max_seq_length"], t["bucket_batches"])
+                                t["bucket_batches"])
 
     def valid_fn():
         ranks = rank_targets(model, valid, t["eval_batch_size"], protocol["exclude_history"], device)
@@ -208,4 +228,4 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         "config": cfg,
         "provenance": provenance(device, adapter.encoder_id(ctx)),
     }
-    return record, per_user
+    return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)

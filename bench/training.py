@@ -27,7 +27,7 @@ class Seq2SeqTrainLoader:
     """One training window per user, dynamically padded, shuffled deterministically per epoch."""
 
     def __init__(self, train_split, batch_size: int, objective: str, seed: int,
-                 max_len: int, bucket_batches: int = 16):
+                 bucket_batches: int = 16):
         cfg = train_split.config
         self.dataset = train_split  # RecBole's Trainer reads ``train_data.dataset``
         self.shuffle = True
@@ -35,7 +35,7 @@ class Seq2SeqTrainLoader:
         self.bucket_batches = bucket_batches
         self.seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
         self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
-        self.windows, self.lengths = self._windows(train_split, max_len)
+        self.windows, self.lengths = self._windows(train_split, cfg["MAX_ITEM_LIST_LENGTH"])
         self.epoch = 0
 
     def _windows(self, split, max_len: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -69,7 +69,9 @@ class Seq2SeqTrainLoader:
         win, lens = self.windows[rows], torch.from_numpy(self.lengths[rows])
         width = int(lens.max())
         if self.objective == "causal":  # inputs = items 1..n-1, targets = items 2..n
-            return Interaction({self.seq_field: win[:, : width - 1], self.len_field: lens - 1,
+            inputs = win[:, : width - 1].clone()
+            inputs[torch.arange(width - 1) >= (lens - 1).view(-1, 1)] = 0  # drop each last item
+            return Interaction({self.seq_field: inputs, self.len_field: lens - 1,
                                 TARGET_SEQ: win[:, 1:width]})
         # masked: the last ``max_len`` items of the window (drop the oldest if the window is full)
         full = lens == win.size(1)

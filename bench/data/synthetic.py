@@ -52,8 +52,9 @@ def _make_items(spec: SyntheticSpec, rng: np.random.Generator) -> pd.DataFrame:
         title = f"{brand} {adjs[0]} {lex['nouns'][noun_i]}"
         if title in seen_titles:  # make titles unique the way shops do: add a second descriptor
             title = f"{brand} {adjs[0]} {adjs[1]} {lex['nouns'][noun_i]}"
-        if title in seen_titles:
-            title = f"{title}, Pack of {len(seen_titles) % 5 + 2}"
+        base, pack = title, 2
+        while title in seen_titles:
+            title, pack = f"{base}, Pack of {pack}", pack + 1
         seen_titles.add(title)
         lo, hi = lex["price"]
         price = round(float(np.exp(rng.uniform(np.log(lo), np.log(hi)))), 2)

@@ -1,0 +1,183 @@
+"""Command line: ``python -m bench run|list|data|speed`` (``--help`` on each).
+
+Every user mistake (unknown name, malformed seed list, bad override, corrupted data file) is
+printed as one line starting with ``error:`` and exits with code 2, with no traceback and no
+partial record.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bench.errors import BenchError
+
+DEMO = {"methods": "id", "backbones": "sasrec,bert4rec,gru4rec", "datasets": "synthetic",
+        "seeds": "0", "protocol": "full"}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` or a mix; each seed a non-negative integer."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())):
+            raise BenchError(f"malformed seed list '{text}': use integers like 0,1,2 or a range 0-4")
+        seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BenchError(f"malformed seed list '{text}': seeds must be distinct")
+    return seeds
+
+
+def _names(group: str, text: str) -> list[str]:
+    from bench.adapters import check_name
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BenchError(f"no {group} given")
+    return [check_name(group, n) for n in names]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import compose
+    from bench.runner import execute
+
+    for key in ("methods", "backbones", "datasets", "seeds", "protocol"):
+        if getattr(args, key) is None:
+            setattr(args, key, DEMO[key])
+    methods, backbones = _names("method", args.methods), _names("backbone", args.backbones)
+    datasets, protocols = _names("dataset", args.datasets), _names("protocol", args.protocol)
+    seeds = parse_seeds(args.seeds)
+    jobs = [[f"dataset={d}", f"protocol={p}", f"method={m}", f"backbone={b}", f"seed={s}",
+             *args.overrides]
+            for d in datasets for p in protocols for m in methods for b in backbones for s in seeds]
+    configs = [compose(job) for job in jobs]  # check every config before training anything
+    outcomes = []
+    for cfg in configs:
+        outcome = execute(cfg, force=args.force)
+        if outcome.skipped:
+            print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
+        outcomes.append(outcome)
+    print(summary_table(outcomes))
+    return 0
+
+
+def summary_table(outcomes) -> str:
+    from tabulate import tabulate
+
+    from bench.records import read_record
+
+    rows = []
+    for o in outcomes:
+        rec = o.record or read_record(o.record_path)
+        m = rec["metrics"]["test"]
+        fmt = lambda g, k: "-" if m[g][k] is None else f"{m[g][k]:.4f}"  # noqa: E731
+        rows.append([o.key.dataset, o.key.protocol, o.key.method, o.key.backbone, o.key.seed,
+                     fmt("overall", "NDCG@10"), fmt("head_item", "NDCG@10"),
+                     fmt("tail_item", "NDCG@10"), fmt("overall", "HR@10"),
+                     f"{m['head_item']['n']}/{m['tail_item']['n']}",
+                     rec["training"]["epochs_run"], f"{rec['efficiency']['train_seconds']:.0f}s",
+                     str(o.record_path)])
+    headers = ["dataset", "protocol", "method", "backbone", "seed", "NDCG@10", "head", "tail",
+               "HR@10", "n head/tail", "epochs", "train", "record"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.adapters import config_names
+
+    group = {"methods": "method", "datasets": "dataset", "backbones": "backbone",
+             "protocols": "protocol", "encoders": "encoder"}[args.what]
+    print("\n".join(config_names(group)))
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from bench.config import compose
+    from bench.data.sources import prepare
+
+    cfg = compose([f"dataset={args.name}", *args.overrides])
+    ds = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]), force=args.force)
+    m = ds.meta
+    print(f"{ds.name}: {m['n_users']} users, {m['n_items']} items, {m['n_interactions']} "
+          f"interactions; fingerprint {ds.fingerprint}; at {ds.path}")
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from bench.speed import main as speed_main
+
+    return speed_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run LLM-enhanced sequential recommenders side by side under one protocol.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train and evaluate; write one record per run",
+                         description="Train and evaluate every (dataset, protocol, method, backbone,"
+                         " seed) combination. With no options: the demo (ID-only SASRec, BERT4Rec "
+                         "and GRU4Rec on the synthetic dataset, seed 0, full protocol).",
+                         epilog="Overrides: any config key, e.g. train.epochs=20 "
+                         "train.batch_size=128 device=cpu paths.runs=my-runs. "
+                         "Lists: python -m bench list methods|datasets|backbones|protocols.")
+    run.add_argument("--methods", help=f"comma list (demo: {DEMO['methods']})")
+    run.add_argument("--backbones", help=f"comma list (demo: {DEMO['backbones']})")
+    run.add_argument("--datasets", help=f"comma list (demo: {DEMO['datasets']})")
+    run.add_argument("--seeds", help="comma list or range, e.g. 0,1,2 or 0-4 (demo: 0)")
+    run.add_argument("--protocol", help="full (default) or paper; a comma list runs both")
+    run.add_argument("--force", action="store_true", help="rerun runs whose record exists")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list available names", description="List available names.")
+    lst.add_argument("what", choices=["methods", "datasets", "backbones", "protocols", "encoders"])
+    lst.set_defaults(func=cmd_list)
+
+    data = sub.add_parser("data", help="prepare datasets", description="Dataset commands.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    prep = data_sub.add_parser("prepare", help="build the prepared copy of a dataset",
+                               description="Build (or verify) the prepared copy of a dataset and "
+                               "print its size and fingerprint.")
+    prep.add_argument("name", help="dataset name (python -m bench list datasets)")
+    prep.add_argument("--force", action="store_true", help="rebuild even if a copy exists")
+    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    prep.set_defaults(func=cmd_data_prepare)
+
+    speed = sub.add_parser("speed", help="suite vs bare RecBole: epoch time ratio and accuracy",
+                           description="Benchmark: per-epoch time of ID-only SASRec through the "
+                           "suite divided by bare RecBole's (with and without its anomaly mode) "
+                           "on the same data and model config; optionally both trained to "
+                           "convergence with their validation NDCG@10.")
+    speed.add_argument("--dataset", default="synthetic", help="dataset name (default synthetic)")
+    speed.add_argument("--epochs", type=int, default=2, help="epochs timed per variant (default 2)")
+    speed.add_argument("--converge", action="store_true",
+                       help="also train suite and bare RecBole to convergence (slow on big data)")
+    speed.add_argument("--max-epochs", type=int, default=200, help="cap for --converge")
+    speed.add_argument("--patience", type=int, default=10, help="early stopping for --converge")
+    speed.add_argument("--skip-anomaly", action="store_true",
+                       help="do not time bare RecBole with anomaly mode on")
+    speed.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    speed.set_defaults(func=cmd_speed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no partial record was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

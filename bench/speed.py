@@ -1,0 +1,120 @@
+"""``python -m bench speed``: the suite's ID-only SASRec epoch against bare RecBole's.
+
+Same prepared data (the same RecBole atomic file), the same SASRec hyper-parameters, batch size,
+optimiser and max length. Bare RecBole trains on every prefix of every sequence (its data
+augmentation); the suite trains one window per user sequence-to-sequence with dynamic padding.
+Bare RecBole is timed twice: with autograd anomaly mode on (what ``import recbole`` leaves you
+with) and off. With ``--converge`` both are trained to convergence (early stopping on validation
+NDCG@10, the same patience) and their best validation NDCG@10 is printed.
+
+This is a benchmark, not a test: it prints measured ratios; nothing asserts on wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.model.sequential_recommender import SASRec
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
+from tabulate import tabulate
+
+from bench.adapters import load_adapter
+from bench.compat import recbole_config
+from bench.config import compose
+from bench.data.prepared import export_recbole
+from bench.data.sources import prepare
+from bench.runner import _recbole_dict, resolve_device, train_and_test
+
+
+class _TimedTrainer(Trainer):
+    """Bare RecBole Trainer that only records each epoch's wall time; no files written."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.epoch_seconds: list[float] = []
+        self.best_epoch = -1
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        self.epoch_seconds.append(time.perf_counter() - start)
+        return loss
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        self.best_epoch = epoch
+
+
+def bare_recbole(cfg: dict[str, Any], data_path: Path, name: str, epochs: int, patience: int,
+                 anomaly: bool, validate: bool) -> dict[str, Any]:
+    """Train RecBole's own SASRec with RecBole's own data pipeline and Trainer."""
+    device = resolve_device(cfg["device"])
+    work_dir = tempfile.mkdtemp(prefix="bench-speed-")  # RecBole's Trainer creates this dir
+    config_dict = _recbole_dict(cfg, data_path, Path(work_dir), device)
+    config_dict.update(epochs=epochs, stopping_step=patience, eval_step=1 if validate else 0)
+    config_dict.pop("bench_loss")
+    config = recbole_config(SASRec, name, config_dict)
+    init_seed(cfg["seed"], True)
+    dataset = create_dataset(config)
+    train, valid, _ = data_preparation(config, dataset)
+    init_seed(cfg["seed"], True)
+    model = SASRec(config, train.dataset).to(device)
+    trainer = _TimedTrainer(config, model)
+    torch.autograd.set_detect_anomaly(anomaly)
+    try:
+        best, _ = trainer.fit(train, valid if validate else None, verbose=False, saved=True,
+                              show_progress=cfg.get("show_progress", True))
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return {"epoch_seconds": trainer.epoch_seconds, "samples": len(train.dataset),
+            "valid_ndcg10": best if validate else None, "best_epoch": trainer.best_epoch}
+
+
+def suite(cfg: dict[str, Any], prepared, data_path: Path) -> dict[str, Any]:
+    art = train_and_test(cfg, load_adapter("id"), prepared, data_path, resolve_device(cfg["device"]))
+    rec = art.record
+    return {"epoch_seconds": rec["efficiency"]["epoch_seconds"],
+            "samples": rec["training"]["train_windows"],
+            "valid_ndcg10": rec["metrics"]["valid"]["NDCG@10"],
+            "best_epoch": rec["training"]["best_epoch"]}
+
+
+def main(args: argparse.Namespace) -> int:
+    converge = args.converge
+    epochs = args.max_epochs if converge else args.epochs
+    patience = args.patience if converge else epochs
+    cfg = compose([f"dataset={args.dataset}", "method=id", "backbone=sasrec", "protocol=full",
+                   f"train.epochs={epochs}", f"train.patience={patience}", *args.overrides])
+    cache = Path(cfg["paths"]["cache"])
+    prepared = prepare(cfg["dataset"], cache)
+    data_path = export_recbole(prepared, cache / "recbole")
+    print(f"dataset {prepared.name}: {prepared.meta['n_users']} users, {prepared.meta['n_items']} "
+          f"items; SASRec {cfg['backbone']['n_layers']}x{cfg['backbone']['hidden_size']}, batch "
+          f"{cfg['train']['batch_size']}, max length {cfg['protocol']['max_seq_length']}, "
+          f"device {resolve_device(cfg['device'])}, {torch.get_num_threads()} threads")
+    results = {"suite (seq2seq, dynamic padding)": suite(cfg, prepared, data_path)}
+    results["bare RecBole, anomaly mode off"] = bare_recbole(
+        cfg, data_path, prepared.name, epochs, patience, anomaly=False, validate=converge)
+    if not args.skip_anomaly:
+        results["bare RecBole, anomaly mode on (its default)"] = bare_recbole(
+            cfg, data_path, prepared.name, args.epochs, args.epochs, anomaly=True, validate=False)
+    suite_epoch = float(np.median(results["suite (seq2seq, dynamic padding)"]["epoch_seconds"]))
+    rows = []
+    for label, res in results.items():
+        med = float(np.median(res["epoch_seconds"]))
+        rows.append([label, res["samples"], len(res["epoch_seconds"]), f"{med:.2f}",
+                     f"{suite_epoch / med:.3f}",
+                     "-" if res["valid_ndcg10"] is None else f"{res['valid_ndcg10']:.4f}",
+                     res["best_epoch"] if res["valid_ndcg10"] is not None else "-"])
+    print(tabulate(rows, headers=["variant", "train samples/epoch", "epochs", "s/epoch (median)",
+                                  "suite / this", "best valid NDCG@10", "best epoch"],
+                   tablefmt="github"))
+    return 0

@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny synthetic runs trained once per session, in temporary directories."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import bench  # noqa: F401  (applies the RecBole compatibility fixes first)
+from bench.config import compose
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TINY_EPOCHS = 4
+
+
+def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
+    return ["dataset=synthetic-tiny", f"paths.runs={tmp / 'runs'}", f"paths.cache={tmp / 'cache'}",
+            f"train.epochs={TINY_EPOCHS}", "show_progress=false", *extra]
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="session")
+def trained(session_dir):
+    """``trained(backbone, protocol)`` -> Artifacts of a tiny run, trained once per session."""
+    from bench.adapters import load_adapter
+    from bench.data.prepared import export_recbole
+    from bench.data.sources import prepare
+    from bench.runner import resolve_device, train_and_test
+
+    done: dict[tuple[str, str], object] = {}
+
+    def get(backbone: str = "sasrec", protocol: str = "full"):
+        if (backbone, protocol) not in done:
+            cfg = compose(tiny_overrides(session_dir, f"backbone={backbone}", f"protocol={protocol}"))
+            cache = Path(cfg["paths"]["cache"])
+            prepared = prepare(cfg["dataset"], cache)
+            data_path = export_recbole(prepared, cache / "recbole")
+            done[(backbone, protocol)] = train_and_test(cfg, load_adapter("id"), prepared, data_path,
+                                                        resolve_device("cpu"))
+        return done[(backbone, protocol)]
+
+    return get

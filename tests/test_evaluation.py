@@ -1,0 +1,54 @@
+"""Ranks and metrics exactly as protocol.md defines them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.evaluation.groups import _top_fraction
+from bench.evaluation.metrics import grouped_metrics, metric_columns
+from bench.evaluation.ranking import pessimistic_rank, sample_negatives
+
+
+def test_pessimistic_rank_counts_ties_against_the_target():
+    scores = torch.tensor([[0.1, 0.5, 0.5, 0.9], [1.0, 1.0, 1.0, 1.0], [0.3, 0.2, 0.1, 0.0]])
+    ranks = pessimistic_rank(scores, torch.tensor([1, 2, 0]))
+    assert ranks.tolist() == [3, 4, 1]  # tie with one other + one higher; constant -> worst
+
+
+def test_nan_scores_never_help():
+    scores = torch.tensor([[float("nan"), 0.1, 0.2], [0.5, float("nan"), 0.1]])
+    assert pessimistic_rank(scores, torch.tensor([0, 0])).tolist() == [3, 1]
+
+
+def test_metric_formulas():
+    cols = metric_columns(np.array([1, 2, 10, 11]), ks=[10], mrr_k=10)
+    assert cols["HR@10"].tolist() == [1, 1, 1, 0]
+    assert cols["NDCG@10"] == pytest.approx([1, 1 / math.log2(3), 1 / math.log2(11), 0])
+    assert cols["MRR@10"] == pytest.approx([1, 0.5, 0.1, 0])
+
+
+def test_empty_group_reports_n_zero_and_no_value():
+    ranks = np.array([1, 5, 30])
+    out = grouped_metrics(ranks, {"tail_item": np.zeros(3, bool), "head_item": np.ones(3, bool)},
+                          ks=[10], mrr_k=10)
+    assert out["tail_item"] == {"n": 0, "HR@10": None, "NDCG@10": None, "MRR@10": None}
+    assert out["head_item"]["n"] == 3 and out["head_item"]["HR@10"] == pytest.approx(2 / 3)
+
+
+def test_top_fraction_breaks_ties_by_id():
+    values = np.array([0, 5, 3, 3, 3, 1, 0, 0, 0, 0, 0])  # index 0 = padding
+    top = _top_fraction(values, np.arange(1, 11), 0.2)
+    assert np.flatnonzero(top).tolist() == [1, 2]  # pop 5, then the smallest id among the 3s
+
+
+def test_sampled_negatives_exclude_history_are_distinct_and_shared():
+    seen = [np.array([1, 2, 3]), np.array([4, 5])]
+    a = sample_negatives(seen, n_items=60, n_neg=50, seed=7)
+    b = sample_negatives(seen, n_items=60, n_neg=50, seed=7)
+    assert torch.equal(a, b)
+    for row, s in zip(a.numpy(), seen):
+        assert len(set(row)) == 50 and not set(row) & set(s) and row.min() >= 1 and row.max() < 60
+    assert not torch.equal(a, sample_negatives(seen, n_items=60, n_neg=50, seed=8))

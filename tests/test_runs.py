@@ -1,0 +1,109 @@
+"""End-to-end runs on the tiny synthetic set: records, sidecars, RecBole agreement, determinism."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.trainer import Trainer
+
+from bench.config import compose
+from bench.evaluation.metrics import grouped_metrics, metric_columns
+from bench.evaluation.ranking import rank_targets
+from bench.records import read_record, sidecar_path
+from bench.runner import execute
+
+from conftest import tiny_overrides
+
+BACKBONES = ["sasrec", "bert4rec", "gru4rec"]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_sidecar_metrics_equal_recboles_own_evaluator(trained, backbone):
+    art = trained(backbone)
+    test_loader = FullSortEvalDataLoader(art.rb_config, art.splits[2], None, shuffle=False)
+    recbole = Trainer(art.rb_config, art.model).evaluate(test_loader, load_best_model=False)
+    ranks = art.per_user["rank"].to_numpy()
+    ours = {k: float(v.mean()) for k, v in metric_columns(ranks, [10], 10).items()}
+    assert ours["HR@10"] == pytest.approx(recbole["hit@10"], abs=1e-4)
+    assert ours["NDCG@10"] == pytest.approx(recbole["ndcg@10"], abs=1e-4)
+    assert art.record["metrics"]["test"]["overall"]["NDCG@10"] == pytest.approx(ours["NDCG@10"])
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_metrics_do_not_depend_on_eval_batch_size(trained, backbone):
+    art = trained(backbone)
+    ranks = [rank_targets(art.model, art.test, bs) for bs in (1, 7, 256)]
+    assert np.array_equal(ranks[0], ranks[1]) and np.array_equal(ranks[0], ranks[2])
+    assert np.array_equal(ranks[0], art.per_user["rank"].to_numpy())
+
+
+def test_record_and_sidecar_contents(trained):
+    art = trained("sasrec")
+    rec, side = art.record, art.per_user
+    assert set(side.columns) >= {"user", "target", "rank", "target_train_pop", "train_len"}
+    test = rec["metrics"]["test"]
+    assert test["head_item"]["n"] + test["tail_item"]["n"] == test["overall"]["n"] == len(side)
+    assert test["long_user"]["n"] + test["short_user"]["n"] == len(side)
+    regrouped = grouped_metrics(side["rank"].to_numpy(),
+                                {"tail_item": ~side["head_item"].to_numpy()}, [5, 10, 20], 10)
+    assert regrouped["tail_item"] == test["tail_item"]
+    assert len(rec["protocol"]["fingerprint"]) == 16 and len(rec["dataset"]["fingerprint"]) == 16
+    assert rec["protocol"]["training"] == "seq2seq"
+    assert rec["provenance"]["device"].startswith("cpu")
+    assert rec["provenance"]["packages"]["recbole"] == "1.2.1"
+    # head items are the top 20% of items by training popularity
+    pop = side.groupby("target")["target_train_pop"].first()
+    head = side.groupby("target")["head_item"].first()
+    assert pop[head].min() >= pop[~head].max()
+
+
+def test_paper_protocol_uses_shared_sampled_candidates(trained):
+    art = trained("sasrec", "paper")
+    assert (art.per_user["n_candidates"] == 101).all()
+    assert art.per_user["rank"].between(1, 101).all()
+    assert art.test.negatives.shape == (len(art.test), 100)
+    assert art.record["metrics"]["test"]["overall"].keys() == {"n", "HR@10", "NDCG@10", "MRR@10"}
+    thresholds = art.record["dataset"]["paper_thresholds"]
+    side = art.per_user
+    assert ((side["target_full_pop"] >= thresholds["item"]) == side["head_item"]).all()
+
+
+def test_constant_scorer_gets_the_worst_metrics(trained):
+    art = trained("sasrec")
+    model = copy.deepcopy(art.model)
+    model.full_sort_predict = lambda inter: torch.zeros(inter[model.ITEM_SEQ].size(0), model.n_items)
+    ranks = rank_targets(model, art.test, 64)
+    assert (ranks == model.n_items - 1).all()  # every other item ties -> last place
+    metrics = grouped_metrics(ranks, {}, [5, 10, 20], 10)["overall"]
+    assert all(metrics[k] == 0.0 for k in metrics if k != "n")
+
+
+def _deterministic_part(record):
+    rec = copy.deepcopy(record)
+    for key in ("efficiency", "provenance", "sidecar"):
+        rec.pop(key, None)
+    rec["config"].pop("paths")
+    return rec
+
+
+def test_same_seed_gives_identical_records(tmp_path):
+    outs = [execute(compose(tiny_overrides(tmp_path / name, "train.epochs=2")), force=True)
+            for name in ("a", "b")]
+    recs = [read_record(o.record_path) for o in outs]
+    assert _deterministic_part(recs[0]) == _deterministic_part(recs[1])
+    sides = [pd.read_parquet(sidecar_path(o.record_path)) for o in outs]
+    pd.testing.assert_frame_equal(sides[0], sides[1])
+    other = execute(compose(tiny_overrides(tmp_path / "c", "train.epochs=2", "seed=1")))
+    assert read_record(other.record_path)["metrics"] != recs[0]["metrics"]
+
+
+def test_existing_record_is_skipped_unless_forced(tmp_path):
+    cfg = compose(tiny_overrides(tmp_path, "train.epochs=1"))
+    first = execute(cfg)
+    mtime = first.record_path.stat().st_mtime_ns
+    assert execute(cfg).skipped and first.record_path.stat().st_mtime_ns == mtime
+    assert not execute(cfg, force=True).skipped
