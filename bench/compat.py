@@ -9,7 +9,8 @@ See ``../shared/spec/dependencies.md`` section 3 for the errors they prevent.
    tiny stand-in for ``ray.tune`` in ``sys.modules`` (ray is only used for hyper-parameter tuning).
 3. ray's tensorboard logger uses ``np.bool8``.
 4. RecBole checkpoints pickle its ``Config``, which torch>=2.6 refuses under ``weights_only``.
-   RecBole's own ``torch.load`` calls read checkpoints that RecBole wrote, so we opt them out.
+   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` changes only the *default* (call sites that pass no
+   ``weights_only``, as RecBole's do); the suite's own ``torch.load`` calls always pass it.
 5. ``sine.py`` turns on autograd anomaly mode at import time (1.3-2x slower epochs).
 6. ``Config`` parses ``sys.argv``: a ``--foo`` of ours would leak into RecBole's config.
 7. Known-harmless FutureWarnings from RecBole's pandas calls and its GradScaler are silenced

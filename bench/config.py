@@ -31,8 +31,6 @@ def _flat_keys(cfg: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _override_error(override: str, exc: Exception, base: dict[str, Any]) -> BenchError:
     key = override.split("=", 1)[0].lstrip("+~")
-    if "=" not in override:
-        return BenchError(f"malformed override '{override}': expected key=value, e.g. train.epochs=5")
     if re.search(r"Could not override|not in struct|Key .* is not in", str(exc)):
         parent = key.rpartition(".")[0]
         keys = [k for k in _flat_keys(base) if k.rpartition(".")[0] == parent]
@@ -43,6 +41,9 @@ def _override_error(override: str, exc: Exception, base: dict[str, Any]) -> Benc
 
 def compose(overrides: list[str]) -> dict[str, Any]:
     """Compose ``configs/config.yaml`` with ``overrides`` and validate the result."""
+    for ov in overrides:
+        if "=" not in ov and not ov.startswith("~"):
+            raise BenchError(f"malformed override '{ov}': expected key=value, e.g. train.epochs=5")
     for ov in overrides:  # unknown group options: give the list and a suggestion
         key, _, value = ov.partition("=")
         if key.lstrip("+") in GROUPS and value:
@@ -53,7 +54,8 @@ def compose(overrides: list[str]) -> dict[str, Any]:
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
             cfg = OmegaConf.to_container(cfg, resolve=True)
         except (HydraException, OmegaConfBaseException, ValueError) as exc:
-            bad = next((o for o in overrides if o.split("=", 1)[0] in str(exc)), overrides[-1])
+            named = [o for o in overrides if f"'{o.split('=', 1)[0].lstrip('+~')}'" in str(exc)]
+            bad = named[-1] if named else overrides[-1]
             raise _override_error(bad, exc, base) from None
     validate(cfg)
     return cfg

@@ -100,6 +100,9 @@ def _recbole_dict(cfg: dict[str, Any], data_path: Path, work_dir: Path, device: 
 
 def _eval_splits(dataset, splits, stats: SequenceStats, protocol: dict[str, Any]):
     valid, test = EvalSplit.from_recbole(splits[1]), EvalSplit.from_recbole(splits[2])
+    if protocol["exclude_history"]:  # the whole sequence before the target, not just the window
+        valid.history = [stats.user_items[u][:-2] for u in valid.user.tolist()]
+        test.history = [stats.user_items[u][:-1] for u in test.user.tolist()]
     if protocol["candidates"] == "sampled":
         for offset, split in enumerate((valid, test)):
             seen = [stats.user_items[u] for u in split.user.tolist()]
@@ -170,7 +173,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                                 t["bucket_batches"])
 
     def valid_fn():
-        ranks = rank_targets(model, valid, t["eval_batch_size"], protocol["exclude_history"], device)
+        ranks = rank_targets(model, valid, t["eval_batch_size"], device)
         ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
         return ndcg, {"ndcg@10": ndcg}
 
@@ -189,7 +192,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     trainer.load_best()
 
     eval_start = time.perf_counter()
-    ranks = rank_targets(model, test, t["eval_batch_size"], protocol["exclude_history"], device)
+    ranks = rank_targets(model, test, t["eval_batch_size"], device)
     eval_seconds = time.perf_counter() - eval_start
     users, targets = test.user.numpy(), test.target.numpy()
     groups = group_masks(stats, users, targets, protocol, cfg["dataset"].get("paper_thresholds"),

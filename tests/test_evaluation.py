@@ -52,3 +52,44 @@ def test_sampled_negatives_exclude_history_are_distinct_and_shared():
     for row, s in zip(a.numpy(), seen):
         assert len(set(row)) == 50 and not set(row) & set(s) and row.min() >= 1 and row.max() < 60
     assert not torch.equal(a, sample_negatives(seen, n_items=60, n_neg=50, seed=8))
+
+
+class _FixedScorer:
+    """Scores item j of every user as ``scores[user_row, j]``; records the widths it was fed."""
+
+    ITEM_SEQ, ITEM_SEQ_LEN = "item_id_list", "item_length"
+
+    def __init__(self, scores: torch.Tensor):
+        self.scores, self.n_items, self.widths = scores, scores.size(1), []
+
+    def eval(self):
+        return self
+
+    def full_sort_predict(self, inter):
+        seq = inter[self.ITEM_SEQ]
+        self.widths.append(seq.size(1))
+        return self.scores[seq[:, 0]]  # the first item id doubles as the user's row here
+
+
+def _split(**extra):
+    from bench.evaluation.ranking import EvalSplit
+
+    seq = torch.tensor([[0, 3, 0, 0], [1, 2, 4, 5], [2, 1, 0, 0]])
+    return EvalSplit(user=torch.tensor([1, 2, 3]), item_seq=seq,
+                     item_seq_len=torch.tensor([2, 4, 2]), target=torch.tensor([4, 3, 1]), **extra)
+
+
+def test_rank_targets_full_history_and_sampled():
+    from bench.evaluation.ranking import rank_targets
+
+    # items 0..5 (0 = padding). Row r holds the scores of the user whose first input item is r.
+    scores = torch.tensor([[9.0, 5, 4, 3, 2, 1],    # user 1: target 4 scores 2 -> rank 4
+                           [9.0, 1, 2, 6, 5, 4],    # user 2: target 3 scores 6 -> rank 1
+                           [9.0, 3, 5, 9, 1, 0]])   # user 3: target 1 scores 3 -> rank 3
+    model = _FixedScorer(scores)
+    assert rank_targets(model, _split(), batch_size=2).tolist() == [4, 1, 3]
+    assert sorted(model.widths) == [2, 4]  # length-sorted batches trimmed to their longest row
+    history = [np.array([1, 2, 3]), np.array([3, 4]), np.array([2, 1, 3])]  # user 3 repeats 1
+    assert rank_targets(model, _split(history=history), batch_size=2).tolist() == [1, 1, 1]
+    negatives = torch.tensor([[1, 5], [4, 5], [4, 5]])
+    assert rank_targets(model, _split(negatives=negatives), batch_size=3).tolist() == [2, 1, 1]

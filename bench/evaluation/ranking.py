@@ -22,6 +22,7 @@ class EvalSplit:
     item_seq_len: torch.Tensor  # (U,)
     target: torch.Tensor  # (U,) internal item id of the held-out item
     negatives: torch.Tensor | None = None  # (U, n_neg) sampled candidates (paper protocol)
+    history: list[np.ndarray] | None = None  # items to exclude from ranking (exclude_history)
 
     def __len__(self) -> int:
         return int(self.user.numel())
@@ -45,19 +46,25 @@ def pessimistic_rank(scores: torch.Tensor, target_col: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
-def rank_targets(model, split: EvalSplit, batch_size: int, exclude_history: bool = False,
+def rank_targets(model, split: EvalSplit, batch_size: int,
                  device: torch.device | str = "cpu") -> np.ndarray:
     """Score every user of ``split`` with ``model.full_sort_predict`` and return 1-based ranks.
 
     Full protocol: candidates are all items (the padding id 0 is never a candidate).
     Sampled protocol (``split.negatives`` set): candidates are the target plus its negatives.
+    With ``split.history`` set, the user's earlier items (except the target) are not candidates.
     """
     model.eval()
     ranks = []
     cfg_seq, cfg_len = model.ITEM_SEQ, model.ITEM_SEQ_LEN
+    # Users in length order, each batch trimmed to its longest sequence: trailing padding changes
+    # no output (causal mask / masked padding keys), so this only saves work.
+    order = torch.argsort(split.item_seq_len, stable=True)
     for start in range(0, len(split), batch_size):
-        sl = slice(start, start + batch_size)
-        inter = Interaction({cfg_seq: split.item_seq[sl], cfg_len: split.item_seq_len[sl]}).to(device)
+        sl = order[start: start + batch_size]
+        lens = split.item_seq_len[sl]
+        seq = split.item_seq[sl, : int(lens.max())]
+        inter = Interaction({cfg_seq: seq, cfg_len: lens}).to(device)
         scores = model.full_sort_predict(inter).view(-1, model.n_items).cpu()
         target = split.target[sl]
         if split.negatives is not None:
@@ -65,16 +72,17 @@ def rank_targets(model, split: EvalSplit, batch_size: int, exclude_history: bool
             ranks.append(pessimistic_rank(scores.gather(1, cand), torch.zeros_like(target)))
             continue
         scores = scores[:, 1:]  # drop the padding id; column j is item j + 1
-        if exclude_history:
-            hist = split.item_seq[sl] - 1
-            keep = hist >= 0
-            rows = torch.arange(hist.size(0)).view(-1, 1).expand_as(hist)
+        if split.history is not None:
+            hist = [torch.as_tensor(split.history[u]) for u in sl.tolist()]
+            rows = torch.cat([torch.full((len(h),), r) for r, h in enumerate(hist)])
             masked = torch.zeros_like(scores, dtype=torch.bool)
-            masked[rows[keep], hist[keep]] = True
+            masked[rows, torch.cat(hist) - 1] = True
             masked[torch.arange(target.numel()), target - 1] = False
             scores = scores.masked_fill(masked, float("-inf"))
         ranks.append(pessimistic_rank(scores, target - 1))
-    return torch.cat(ranks).numpy().astype(np.int64)
+    out = torch.empty(len(split), dtype=torch.long)
+    out[order] = torch.cat(ranks)
+    return out.numpy().astype(np.int64)
 
 
 def sample_negatives(user_items: list[np.ndarray], n_items: int, n_neg: int,

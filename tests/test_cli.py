@@ -1,0 +1,75 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback and no partial record."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main, parse_seeds
+from bench.data.sources import prepare
+from bench.errors import BenchError
+
+from conftest import ROOT, tiny_overrides
+
+
+def _run(capsys, tmp_path, flags=(), overrides=()):
+    code = main(["run", "--datasets", "synthetic-tiny", *flags, *tiny_overrides(tmp_path)[1:],
+                 *overrides])
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("flags, overrides, message", [
+    (["--methods", "idd"], [], "unknown method 'idd' (did you mean 'id'?)"),
+    (["--backbones", "sasrek"], [], "unknown backbone 'sasrek' (did you mean 'sasrec'?)"),
+    (["--protocol", "papr"], [], "unknown protocol 'papr' (did you mean 'paper'?)"),
+    (["--seeds", "0,x"], [], "malformed seed list '0,x'"),
+    (["--seeds", "2,2"], [], "seeds must be distinct"),
+    ([], ["train.epoch=3"], "unknown config key 'train.epoch' (did you mean 'train.epochs'?)"),
+    ([], ["train.epochs=0"], "bad config value train.epochs=0: a positive integer"),
+    ([], ["seed"], "malformed override 'seed': expected key=value"),
+    ([], ["protocol.loss=mse"], "bad config value protocol.loss='mse': ce or bce"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, flags, overrides, message):
+    code, err = _run(capsys, tmp_path, flags, overrides)
+    assert code == 2 and err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_dataset_suggests_the_close_name(capsys):
+    assert main(["run", "--datasets", "synthetc"]) == 2
+    assert "did you mean 'synthetic'?" in capsys.readouterr().err
+
+
+def test_corrupted_prepared_dataset_is_reported_not_used(capsys, tmp_path):
+    cfg = {"name": "synthetic-tiny", "loader": "synthetic", "preset": "tiny", "generator_seed": 0}
+    ds = prepare(cfg, tmp_path / "cache")
+    with open(ds.path / "items.tsv", "a", encoding="utf-8") as f:
+        f.write("i999999\tA new title\n")
+    code, err = _run(capsys, tmp_path)
+    assert code == 2 and "items.tsv does not match its checksum" in err and "--force" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parse_seeds_accepts_lists_and_ranges():
+    assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("0-2,5") == [0, 1, 2, 5]
+    with pytest.raises(BenchError):
+        parse_seeds("")
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "llmem"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "Traceback" not in proc.stderr and "unknown method 'llmem'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_has_help(capsys):
+    for argv in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "prepare", "--help"],
+                 ["speed", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
