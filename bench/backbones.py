@@ -28,6 +28,10 @@ class Seq2SeqMixin:
 
     objective = "causal"  # "causal": predict item t+1 at t; "masked": predict masked items
 
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.bench_loss = config["bench_loss"] or "ce"  # RecBole's loss_type stays "CE" (unused)
+
     def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L, d)
         raise NotImplementedError  # each backbone below implements it
 
@@ -45,12 +49,13 @@ class Seq2SeqMixin:
     def calculate_loss(self, interaction: Interaction) -> torch.Tensor:
         hidden, targets, rows = self.supervised_positions(interaction)
         table, bias = self.item_scores_table()
-        if self.loss_type == "CE":
-            logits = hidden @ table.T
+        if self.bench_loss == "ce":
+            # Classes are items 1..n-1: the padding id is sliced off rather than filled with
+            # -inf, which would cost a full copy of the (positions x items) logits.
+            logits = hidden @ table[1:].T
             if bias is not None:
-                logits = logits + bias
-            logits[:, 0] = float("-inf")  # the padding id is never a class
-            return F.cross_entropy(logits, targets)
+                logits = logits + bias[1:]
+            return F.cross_entropy(logits, targets - 1)
         negatives = self._sample_negatives(interaction, rows)
         pos = (hidden * table[targets]).sum(-1)
         neg = (hidden * table[negatives]).sum(-1)

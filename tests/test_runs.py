@@ -15,6 +15,7 @@ from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import rank_targets
 from bench.records import read_record, sidecar_path
 from bench.runner import execute
+from bench.training import Seq2SeqTrainLoader
 
 from conftest import tiny_overrides
 
@@ -107,3 +108,27 @@ def test_existing_record_is_skipped_unless_forced(tmp_path):
     mtime = first.record_path.stat().st_mtime_ns
     assert execute(cfg).skipped and first.record_path.stat().st_mtime_ns == mtime
     assert not execute(cfg, force=True).skipped
+
+
+def test_losses_follow_the_protocol(trained):
+    """full: cross-entropy over all items; paper: BCE with one sampled negative per position."""
+    import torch.nn.functional as F
+
+    full, paper = trained("sasrec", "full").model, trained("sasrec", "paper").model
+    assert (full.bench_loss, paper.bench_loss) == ("ce", "bce")
+    batch = next(iter(Seq2SeqTrainLoader(trained("sasrec", "paper").splits[0], 16, "causal", seed=0)))
+    paper.eval()  # no dropout: the two computations below see the same hidden states
+    fixed = torch.ones(int((batch["target_item_list"] > 0).sum()), dtype=torch.long)
+    paper._sample_negatives = lambda inter, rows: fixed
+    hidden, targets, _ = paper.supervised_positions(batch)
+    table = paper.item_embedding.weight
+    pos, neg = (hidden * table[targets]).sum(-1), (hidden * table[fixed]).sum(-1)
+    expected = (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+    assert paper.calculate_loss(batch).item() == pytest.approx(expected.item(), rel=1e-6)
+    full.eval()
+    logits = full.sequence_output(batch["item_id_list"])[batch["target_item_list"] > 0] \
+        @ full.item_embedding.weight[: full.n_items].T
+    logits[:, 0] = float("-inf")
+    ce = F.cross_entropy(logits, batch["target_item_list"][batch["target_item_list"] > 0])
+    assert full.calculate_loss(batch).item() == pytest.approx(ce.item(), rel=1e-5)
