@@ -29,7 +29,7 @@ from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
-from bench.records import RunKey, fingerprint, provenance, write_run
+from bench.records import SCHEMA, RunKey, fingerprint, provenance, write_run
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
@@ -202,10 +202,22 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     metrics = grouped_metrics(ranks, groups, protocol["ks"], protocol["mrr_k"])
     per_user = _per_user_frame(dataset, test, ranks, stats, groups, n_candidates,
                                protocol["max_seq_length"])
+    timing = {"data": data_seconds, "train": train_seconds, "test_eval": eval_seconds}
+    record = _make_record(cfg, key, prepared, dataset, model, trainer, loader, metrics, timing,
+                          n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
+    return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
+
+
+def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, trainer, loader,
+                 metrics, timing: dict[str, float], n_test: int, device: torch.device,
+                 encoder: str | None) -> dict[str, Any]:
+    """The run record: metrics, training curve, efficiency, fingerprints, config, provenance."""
+    protocol = cfg["protocol"]
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    record = {
-        "schema": "llmrec-bench/run-record/v1",
+    epoch_median = float(np.median(trainer.epoch_seconds))
+    return {
+        "schema": SCHEMA,
         "key": key.__dict__,
         "metrics": {"test": metrics,
                     "valid": {"NDCG@10": trainer.best_valid_score, "best_epoch": trainer.best_epoch}},
@@ -213,12 +225,13 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                      "valid_ndcg10_per_epoch": trainer.valid_history,
                      "train_windows": len(loader.lengths)},
         "efficiency": {
-            "device": str(device), "data_seconds": data_seconds, "train_seconds": train_seconds,
-            "epoch_seconds": trainer.epoch_seconds,
-            "epoch_seconds_median": float(np.median(trainer.epoch_seconds)),
-            "train_sequences_per_second": len(loader.lengths) / float(np.median(trainer.epoch_seconds)),
+            "device": str(device), "data_seconds": timing["data"],
+            "train_seconds": timing["train"], "epoch_seconds": trainer.epoch_seconds,
+            "epoch_seconds_median": epoch_median,
+            "train_sequences_per_second": len(loader.lengths) / epoch_median,
             "valid_seconds_median": float(np.median(trainer.valid_seconds)),
-            "test_eval_seconds": eval_seconds, "test_users_per_second": len(test) / eval_seconds,
+            "test_eval_seconds": timing["test_eval"],
+            "test_users_per_second": n_test / timing["test_eval"],
             "parameters": {"total": n_params, "trainable": n_trainable,
                            "frozen": n_params - n_trainable},
         },
@@ -229,6 +242,5 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                     "n_interactions": int(prepared.meta["n_interactions"]),
                     "paper_thresholds": cfg["dataset"].get("paper_thresholds")},
         "config": cfg,
-        "provenance": provenance(device, adapter.encoder_id(ctx)),
+        "provenance": provenance(device, encoder),
     }
-    return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
