@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also train suite and bare RecBole to convergence (slow on big data)")
     speed.add_argument("--max-epochs", type=int, default=200, help="cap for --converge")
     speed.add_argument("--patience", type=int, default=10, help="early stopping for --converge")
+    speed.add_argument("--variants", default="suite,bare,bare-anomaly",
+                       help="comma list of suite, bare, bare-anomaly (default: all three, in order)")
     speed.add_argument("--skip-anomaly", action="store_true",
                        help="do not time bare RecBole with anomaly mode on")
     speed.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")

@@ -31,6 +31,7 @@ from bench.compat import recbole_config
 from bench.config import compose
 from bench.data.prepared import export_recbole
 from bench.data.sources import prepare
+from bench.errors import unknown_name
 from bench.runner import _recbole_dict, resolve_device, train_and_test
 
 
@@ -87,7 +88,16 @@ def suite(cfg: dict[str, Any], prepared, data_path: Path) -> dict[str, Any]:
             "best_epoch": rec["training"]["best_epoch"]}
 
 
+VARIANTS = ("suite", "bare", "bare-anomaly")
+
+
 def main(args: argparse.Namespace) -> int:
+    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in chosen:
+        if v not in VARIANTS:
+            raise unknown_name("speed variant", v, VARIANTS)
+    if args.skip_anomaly and "bare-anomaly" in chosen:
+        chosen.remove("bare-anomaly")
     converge = args.converge
     epochs = args.max_epochs if converge else args.epochs
     patience = args.patience if converge else epochs
@@ -100,21 +110,25 @@ def main(args: argparse.Namespace) -> int:
           f"items; SASRec {cfg['backbone']['n_layers']}x{cfg['backbone']['hidden_size']}, batch "
           f"{cfg['train']['batch_size']}, max length {cfg['protocol']['max_seq_length']}, "
           f"device {resolve_device(cfg['device'])}, {torch.get_num_threads()} threads")
-    results = {"suite (seq2seq, dynamic padding)": suite(cfg, prepared, data_path)}
-    results["bare RecBole, anomaly mode off"] = bare_recbole(
-        cfg, data_path, prepared.name, epochs, patience, anomaly=False, validate=converge)
-    if not args.skip_anomaly:
-        results["bare RecBole, anomaly mode on (its default)"] = bare_recbole(
-            cfg, data_path, prepared.name, args.epochs, args.epochs, anomaly=True, validate=False)
-    suite_epoch = float(np.median(results["suite (seq2seq, dynamic padding)"]["epoch_seconds"]))
-    rows = []
-    for label, res in results.items():
+    headers = ["variant", "train samples/epoch", "epochs", "s/epoch (median)", "suite / this",
+               "best valid NDCG@10", "best epoch"]
+    variants = {
+        "suite": ("suite (seq2seq, dynamic padding)", lambda: suite(cfg, prepared, data_path)),
+        "bare": ("bare RecBole, anomaly mode off", lambda: bare_recbole(
+            cfg, data_path, prepared.name, epochs, patience, anomaly=False, validate=converge)),
+        "bare-anomaly": ("bare RecBole, anomaly mode on (its default)", lambda: bare_recbole(
+            cfg, data_path, prepared.name, args.epochs, args.epochs, anomaly=True, validate=False)),
+    }
+    rows, suite_epoch = [], None
+    for v in chosen:  # each row is printed as soon as its variant finishes
+        label, measure = variants[v]
+        res = measure()
         med = float(np.median(res["epoch_seconds"]))
-        rows.append([label, res["samples"], len(res["epoch_seconds"]), f"{med:.2f}",
-                     f"{suite_epoch / med:.3f}",
+        suite_epoch = med if v == "suite" else suite_epoch
+        ratio = "-" if suite_epoch is None else f"{suite_epoch / med:.3f}"
+        rows.append([label, res["samples"], len(res["epoch_seconds"]), f"{med:.2f}", ratio,
                      "-" if res["valid_ndcg10"] is None else f"{res['valid_ndcg10']:.4f}",
                      res["best_epoch"] if res["valid_ndcg10"] is not None else "-"])
-    print(tabulate(rows, headers=["variant", "train samples/epoch", "epochs", "s/epoch (median)",
-                                  "suite / this", "best valid NDCG@10", "best epoch"],
-                   tablefmt="github"))
+        print(tabulate(rows[-1:], headers=headers, tablefmt="github"), flush=True)
+    print("\nsummary\n" + tabulate(rows, headers=headers, tablefmt="github"))
     return 0
