@@ -77,8 +77,8 @@ def validate(cfg: dict[str, Any]) -> None:
         _require(isinstance(t[key], int) and t[key] >= 1, f"train.{key}", t[key], "a positive integer")
     _require(isinstance(t["patience"], int) and t["patience"] >= 0, "train.patience",
              t["patience"], "an integer >= 0")
-    for key in ("learning_rate",):
-        _require(isinstance(t[key], (int, float)) and t[key] > 0, f"train.{key}", t[key], "a number > 0")
+    _require(isinstance(t["learning_rate"], (int, float)) and t["learning_rate"] > 0,
+             "train.learning_rate", t["learning_rate"], "a number > 0")
     _require(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
              "train.weight_decay", t["weight_decay"], "a number >= 0")
     _require(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, "seed", cfg["seed"], "an integer >= 0")
@@ -96,5 +96,5 @@ def validate(cfg: dict[str, Any]) -> None:
              "quantile or threshold")
     _require(isinstance(p["max_seq_length"], int) and p["max_seq_length"] >= 2,
              "protocol.max_seq_length", p["max_seq_length"], "an integer >= 2")
-    _require(p["valid_metric"] == f"NDCG@10", "protocol.valid_metric", p["valid_metric"], "NDCG@10")
+    _require(p["valid_metric"] == "NDCG@10", "protocol.valid_metric", p["valid_metric"], "NDCG@10")
     _require(10 in p["ks"], "protocol.ks", p["ks"], "a list of cutoffs that includes 10")

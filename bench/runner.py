@@ -125,7 +125,7 @@ def _per_user_frame(dataset, test: EvalSplit, ranks: np.ndarray, stats: Sequence
     })
 
 
-def execute(cfg: dict[str, Any], force: bool = False, position: int = 0) -> Outcome:
+def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists."""
     key = run_key(cfg)
     record_path = key.record_path(Path(cfg["paths"]["runs"]))
@@ -139,21 +139,21 @@ def execute(cfg: dict[str, Any], force: bool = False, position: int = 0) -> Outc
     cache = Path(cfg["paths"]["cache"])
     prepared = prepare(cfg["dataset"], cache)
     data_path = export_recbole(prepared, cache / "recbole")
-    art = train_and_test(cfg, adapter, prepared, data_path, device, position)
+    art = train_and_test(cfg, adapter, prepared, data_path, device)
     write_run(record_path, art.record, art.per_user)
     return Outcome(key, record_path, skipped=False, record=art.record)
 
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,
-                   device: torch.device, position: int = 0) -> Artifacts:
+                   device: torch.device) -> Artifacts:
     """Train with early stopping on validation, restore the best weights, rank the test users."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
         return _train_and_test(cfg, run_key(cfg), adapter, prepared, data_path, Path(work_dir),
-                               device, position)
+                               device)
 
 
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
-                    work_dir: Path, device: torch.device, position: int) -> Artifacts:
+                    work_dir: Path, device: torch.device) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
     backbone_cls = BACKBONES[key.backbone]
     rb_config = recbole_config(backbone_cls, prepared.name,
@@ -178,7 +178,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         return ndcg, {"ndcg@10": ndcg}
 
     trainer = BenchTrainer(rb_config, model, valid_fn)
-    bar = tqdm(total=t["epochs"], desc=str(key), unit="epoch", position=position, leave=True,
+    bar = tqdm(total=t["epochs"], desc=str(key), unit="epoch", leave=True,
                disable=not cfg.get("show_progress", True), dynamic_ncols=True)
 
     def on_epoch(epoch_idx: int, score: float) -> None:
