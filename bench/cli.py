@@ -94,15 +94,78 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_prepare(args: argparse.Namespace) -> int:
+RAW_LOADERS = ("amazon", "yelp")
+
+
+def _dataset_config(name: str, raw: str | None, overrides: list[str]) -> dict:
+    """Compose a dataset's config; with ``--raw DIR`` use its raw recipe (``<name>-raw``)."""
+    from bench.adapters import check_name, config_names
     from bench.config import compose
+
+    name = check_name("dataset", name)
+    if raw is not None or "raw" in name:
+        cfg = compose([f"dataset={name}"])
+        if cfg["dataset"]["loader"] not in RAW_LOADERS:
+            if f"{name}-raw" not in config_names("dataset"):
+                recipes = [n for n in config_names("dataset") if n.endswith("-raw")]
+                raise BenchError(f"dataset '{name}' has no raw recipe; raw recipes: "
+                                 f"{', '.join(recipes)}")
+            name = f"{name}-raw"
+        if raw is not None:
+            overrides = [f"dataset.raw_dir={Path(raw).expanduser().resolve()}", *overrides]
+    return compose([f"dataset={name}", *overrides])
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
     from bench.data.sources import prepare
 
-    cfg = compose([f"dataset={args.name}", *args.overrides])
+    cfg = _dataset_config(args.name, args.raw, args.overrides)
     ds = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]), force=args.force)
     m = ds.meta
     print(f"{ds.name}: {m['n_users']} users, {m['n_items']} items, {m['n_interactions']} "
           f"interactions; fingerprint {ds.fingerprint}; at {ds.path}")
+    if not ds.text_fields:
+        print(f"note: {ds.name} has no item text: it is an ID-only dataset (ID baselines only)")
+    repairs = {k: v for k, v in m["source"].get("repairs", {}).items() if v}
+    if repairs:
+        print("repairs: " + ", ".join(f"{k} {v}" for k, v in repairs.items()))
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.config import compose
+    from bench.data.sources import prepare
+    from bench.data.stats import dataset_stats, stats_markdown, update_card
+    from bench.records import write_text_atomic
+
+    cfg = _dataset_config(args.name, args.raw, args.overrides)
+    ds = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]))
+    protocols = {p: compose([f"protocol={p}"])["protocol"] for p in ("full", "paper")}
+    stats = dataset_stats(ds, protocols, cfg["dataset"].get("paper_thresholds"))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    section = stats_markdown(stats)
+    print(f"# {ds.name}\n\n{section}")
+    if args.update_card:
+        card = Path(__file__).resolve().parent.parent / "datasets" / \
+            cfg["dataset"].get("card", ds.name) / "README.md"
+        if not card.is_file():
+            raise BenchError(f"no dataset card at {card}; create it first")
+        write_text_atomic(card, update_card(card.read_text(encoding="utf-8"),
+                                            f"Dataset `{ds.name}`:\n\n{section}"))
+        print(f"updated {card}")
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from bench.data.download import download
+
+    cfg = _dataset_config(args.name, args.raw, [])["dataset"]
+    download(cfg, Path(cfg["raw_dir"]), force=args.force)
+    print(f"next: python -m bench data prepare {cfg['name']} --raw {cfg['raw_dir']}")
     return 0
 
 
@@ -142,11 +205,35 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     prep = data_sub.add_parser("prepare", help="build the prepared copy of a dataset",
                                description="Build (or verify) the prepared copy of a dataset and "
-                               "print its size and fingerprint.")
+                               "print its size, fingerprint and any counted repairs.")
     prep.add_argument("name", help="dataset name (python -m bench list datasets)")
+    prep.add_argument("--raw", metavar="DIR", help="build from the public raw files in DIR with "
+                      "the dataset's raw recipe (<name>-raw; see its card)")
     prep.add_argument("--force", action="store_true", help="rebuild even if a copy exists")
-    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                      help="dataset config overrides, e.g. dataset.user_core=10")
     prep.set_defaults(func=cmd_data_prepare)
+
+    stats = data_sub.add_parser("stats", help="statistics for a dataset card",
+                                description="Users, items, interactions, lengths, density, text "
+                                "coverage per field, repairs, and the share of tail items / short "
+                                "users under the full and paper group definitions.")
+    stats.add_argument("name", help="dataset name (python -m bench list datasets)")
+    stats.add_argument("--raw", metavar="DIR", help="the raw-recipe copy built from DIR")
+    stats.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    stats.add_argument("--update-card", action="store_true",
+                       help="write the statistics into datasets/<card>/README.md")
+    stats.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    stats.set_defaults(func=cmd_data_stats)
+
+    down = data_sub.add_parser("download", help="fetch a raw recipe's public files",
+                               description="Download the public raw files of a dataset's raw "
+                               "recipe into DIR (default: paths.raw/<name>). Needs network access; "
+                               "without it, says which files to fetch by hand.")
+    down.add_argument("name", help="dataset name, e.g. beauty (uses beauty-raw)")
+    down.add_argument("--raw", metavar="DIR", help="where to put the files")
+    down.add_argument("--force", action="store_true", help="download again even if present")
+    down.set_defaults(func=cmd_data_download)
 
     speed = sub.add_parser("speed", help="suite vs bare RecBole: epoch time ratio and accuracy",
                            description="Benchmark: per-epoch time of ID-only SASRec through the "

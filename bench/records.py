@@ -65,6 +65,11 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file via a temp file and rename: readers never see half of it."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def write_run(record_path: Path, record: dict[str, Any], per_user: pd.DataFrame) -> None:
     """Sidecar first, then the record: the record's presence marks a finished run."""
     side = sidecar_path(record_path)

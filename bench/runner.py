@@ -29,7 +29,7 @@ from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
-from bench.records import SCHEMA, RunKey, fingerprint, provenance, write_run
+from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
@@ -129,19 +129,36 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists."""
     key = run_key(cfg)
     record_path = key.record_path(Path(cfg["paths"]["runs"]))
+    cache = Path(cfg["paths"]["cache"])
+    prepared = prepare(cfg["dataset"], cache)
     if record_path.exists() and not force:
+        _check_same_data(record_path, prepared)
         return Outcome(key, record_path, skipped=True)
     adapter = load_adapter(key.method)
     if key.backbone not in adapter.backbones:
         raise BenchError(f"method '{key.method}' does not support backbone '{key.backbone}'; "
                          f"it supports {', '.join(adapter.backbones)}")
+    if adapter.uses_text and not prepared.text_fields:
+        raise BenchError(f"method '{key.method}' reads item text, but dataset '{prepared.name}' is "
+                         "ID-only (no item text); use a dataset with text, e.g. beauty or yelp")
     device = resolve_device(cfg["device"])
-    cache = Path(cfg["paths"]["cache"])
-    prepared = prepare(cfg["dataset"], cache)
     data_path = export_recbole(prepared, cache / "recbole")
     art = train_and_test(cfg, adapter, prepared, data_path, device)
     write_run(record_path, art.record, art.per_user)
     return Outcome(key, record_path, skipped=False, record=art.record)
+
+
+def _check_same_data(record_path: Path, prepared: PreparedDataset) -> None:
+    """A record made on another version of the dataset is not silently reused as this one's."""
+    try:
+        old = read_record(record_path)["dataset"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BenchError(f"record {record_path} is unreadable or damaged; delete it or rerun with "
+                         "--force") from None
+    if old != prepared.fingerprint:
+        raise BenchError(f"record {record_path} was made on dataset fingerprint {old}, but "
+                         f"'{prepared.name}' is now {prepared.fingerprint}; rerun with --force to "
+                         "replace it, or set paths.runs=<another dir> to keep both")
 
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,

@@ -1,23 +1,57 @@
 """Dataset sources: turn a dataset config into a (cached) ``PreparedDataset``.
 
 A dataset config (``configs/dataset/<name>.yaml``) names a ``loader`` and its arguments. Each
-loader returns ``(interactions, items, source_description)``; ``prepare`` writes the result once
-under ``<cache>/prepared/<name>`` and reuses it while the source description is unchanged.
+loader returns ``(interactions, items, source_description)``. ``finalize`` then applies the
+repairs every dataset gets, each counted in ``meta.json`` under ``source.repairs``:
+
+* exact duplicate rows (same user, item and time) are dropped;
+* users with fewer than ``min_user_len`` interactions (default 3: leave-one-out needs a train,
+  a validation and a test item) are dropped;
+* items that occur in the interactions but have no metadata row get a row with empty text;
+  prompts later render empty fields as the originals do (``unknown``), and ``data stats``
+  reports text coverage per field;
+* duplicate metadata rows for one item keep the first.
+
+``prepare`` writes the result once under ``<cache>/prepared/<name>`` and reuses it while the
+recipe is unchanged. Relative paths in a dataset config are read from the current directory,
+or else from the project root (so ``../shared/data`` works from anywhere).
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from bench.data import raw
 from bench.data.prepared import PreparedDataset, load_prepared, sha256_file, write_prepared
+from bench.data.readers import (read_item_json, read_llmesr_inter, read_pgpr_kg,
+                                read_recbole_item_file, read_user_sequences)
 from bench.data.synthetic import PRESETS, generate
 from bench.errors import BenchError, unknown_name
 
 Loader = Callable[[dict[str, Any]], tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(value: Any) -> Path:
+    """A config path: absolute, or relative to the cwd, or else relative to the project root."""
+    path = Path(str(value)).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    rooted = PROJECT_ROOT / path
+    return rooted if rooted.exists() else path
+
+
+def _existing(cfg: dict[str, Any], key: str, is_dir: bool = False) -> Path:
+    path = resolve_path(cfg.get(key, ""))
+    if not (path.is_dir() if is_dir else path.is_file()):
+        what = "directory" if is_dir else "file"
+        raise BenchError(f"dataset '{cfg['name']}': {key} {what} '{cfg.get(key)}' not found; set "
+                         f"dataset.{key}=<path> or place it there (see "
+                         f"datasets/{cfg.get('card', cfg['name'])}/README.md)")
+    return path
 
 
 def _synthetic(cfg: dict[str, Any]):
@@ -29,65 +63,82 @@ def _synthetic(cfg: dict[str, Any]):
     return inter, items, {"loader": "synthetic", "preset": preset, "spec": spec.__dict__}
 
 
-def _existing_file(cfg: dict[str, Any], key: str) -> Path:
-    path = Path(str(cfg.get(key, "")))
-    if not path.is_file():
-        raise BenchError(f"dataset '{cfg['name']}': {key} file '{path}' not found; set "
-                         f"dataset.{key}=<path> or place the file there (see datasets/{cfg['name']}/)")
-    return path
-
-
-def read_user_sequences(path: Path) -> pd.DataFrame:
-    """P5/OpenP5 ``user_sequence.txt``: ``<user> <item_1> <item_2> ...`` in time order."""
-    users, items, ts = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise BenchError(f"{path} line {line_no}: a user with no items; expected "
-                                 f"'<user> <item_1> <item_2> ...'")
-            users.extend([parts[0]] * (len(parts) - 1))
-            items.extend(parts[1:])
-            ts.extend(range(len(parts) - 1))
-    return pd.DataFrame({"user": users, "item": items, "ts": ts})
-
-
-def read_recbole_item_file(path: Path, fields: list[str]) -> pd.DataFrame:
-    """A RecBole atomic ``.item`` file (tab-separated, CSV quoting, ``name:type`` header)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
-    header = [h.split(":")[0] for h in rows[0]]
-    df = pd.DataFrame(rows[1:], columns=header).rename(columns={"item_id": "item"})
-    absent = [c for c in ["item", *fields] if c not in df.columns]
-    if absent:
-        raise BenchError(f"{path}: missing column(s) {', '.join(absent)}; found {', '.join(header)}")
-    return df[["item", *fields]].replace({"None": ""})
+def _item_table(cfg: dict[str, Any], source: dict[str, Any]) -> pd.DataFrame | None:
+    """Item text from whichever metadata the config names, or ``None`` for an ID-only dataset."""
+    enc = cfg.get("encoding", "utf-8")
+    if cfg.get("item_file"):  # RecBole atomic .item file
+        path = _existing(cfg, "item_file")
+        table = read_recbole_item_file(path, list(cfg.get("text_fields") or []), enc)
+    elif cfg.get("item_json"):  # {"<id>": {...}} with an id offset
+        path = _existing(cfg, "item_json")
+        table = read_item_json(path, dict(cfg.get("item_json_fields") or {}),
+                               int(cfg.get("id_offset", 0)), enc)
+    elif cfg.get("pgpr_kg"):  # PGPR / JRL knowledge-graph text
+        path = _existing(cfg, "pgpr_kg", is_dir=True)
+        table = read_pgpr_kg(path, enc)
+        source.update(pgpr_kg={p.name: sha256_file(p) for p in sorted(path.glob("*.txt.gz"))})
+        return table
+    else:
+        return None
+    source.update(item_source=path.name, item_source_sha256=sha256_file(path))
+    return table
 
 
 def _p5(cfg: dict[str, Any]):
-    seq_path = _existing_file(cfg, "sequences")
-    inter = read_user_sequences(seq_path)
+    """P5/OpenP5 sequences plus item metadata from a ``.item`` file, item JSON or PGPR KG text."""
+    seq_path = _existing(cfg, "sequences")
+    inter = read_user_sequences(seq_path, cfg.get("encoding", "utf-8"))
     source = {"loader": "p5", "sequences": seq_path.name, "sequences_sha256": sha256_file(seq_path)}
-    fields = list(cfg.get("text_fields") or [])
-    if cfg.get("item_file"):
-        item_path = _existing_file(cfg, "item_file")
-        items = read_recbole_item_file(item_path, fields)
-        items = items[items["item"].isin(set(inter["item"]))]
-        source.update(item_file=item_path.name, item_file_sha256=sha256_file(item_path))
-        absent = sorted(set(inter["item"]) - set(items["item"]))
-        if absent:  # counted repair: ids without metadata get empty text
-            items = pd.concat([items, pd.DataFrame({"item": absent})]).fillna("")
-            source["items_without_text"] = len(absent)
-    else:
-        items = pd.DataFrame({"item": sorted(set(inter["item"]))})
-    return inter, items, source
+    return inter, _item_table(cfg, source), source
 
 
-LOADERS: dict[str, Loader] = {"synthetic": _synthetic, "p5": _p5}
+def _llmesr(cfg: dict[str, Any]):
+    """LLM-ESR's ``inter.txt``: anonymised integer ids with no id map, hence no item text."""
+    path = _existing(cfg, "inter")
+    inter = read_llmesr_inter(path, cfg.get("encoding", "utf-8"))
+    source = {"loader": "llmesr", "inter": path.name, "inter_sha256": sha256_file(path),
+              "id_only": True}
+    return inter, None, source
+
+
+LOADERS: dict[str, Loader] = {"synthetic": _synthetic, "p5": _p5, "llmesr": _llmesr,
+                              "amazon": raw.amazon, "yelp": raw.yelp}
 # Keys of a dataset config that describe or evaluate the data but do not change it.
-_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card"}
+_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir",
+                     "download_note"}
+
+
+def finalize(inter: pd.DataFrame, items: pd.DataFrame | None, cfg: dict[str, Any]
+             ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Apply the counted repairs in the module docstring; return data and the counts."""
+    repairs: dict[str, int] = {}
+    n = len(inter)
+    inter = inter.drop_duplicates(["user", "item", "ts"])
+    repairs["duplicate_interactions_dropped"] = n - len(inter)
+    min_len = int(cfg.get("min_user_len", 3))
+    if min_len < 3:
+        raise BenchError(f"bad config value dataset.min_user_len={min_len}: leave-one-out needs at "
+                         "least 3 interactions per user (train, valid, test)")
+    length = inter["user"].map(inter["user"].value_counts())
+    short = length < min_len
+    repairs["short_users_dropped"] = int(inter.loc[short.to_numpy(), "user"].nunique())
+    repairs["short_user_interactions_dropped"] = int(short.sum())
+    inter = inter[~short.to_numpy()]
+    if inter.empty:
+        raise BenchError(f"dataset '{cfg['name']}': no user has {min_len} or more interactions")
+    used = set(inter["item"])
+    if items is None:
+        items = pd.DataFrame({"item": sorted(used)})
+    items = items.assign(item=items["item"].astype(str))
+    n = len(items)
+    items = items.drop_duplicates("item")
+    repairs["duplicate_item_rows_dropped"] = n - len(items)
+    items = items[items["item"].isin(used)]
+    absent = sorted(used - set(items["item"]))
+    repairs["items_without_metadata"] = len(absent) if len(items.columns) > 1 else 0
+    if absent:
+        items = pd.concat([items, pd.DataFrame({"item": absent})], ignore_index=True).fillna("")
+    return inter, items, repairs
 
 
 def prepare(cfg: dict[str, Any], cache_dir: Path, force: bool = False) -> PreparedDataset:
@@ -98,8 +149,10 @@ def prepare(cfg: dict[str, Any], cache_dir: Path, force: bool = False) -> Prepar
     recipe = {k: v for k, v in cfg.items() if k not in _DESCRIPTIVE_KEYS}
     out_dir = Path(cache_dir) / "prepared" / name
     if out_dir.exists() and not force:
-        ds = load_prepared(out_dir)
+        ds = load_prepared(out_dir)  # a damaged copy is an error naming the fix, never used
         if ds.meta["source"].get("recipe") == recipe:
             return ds
     inter, items, source = LOADERS[loader](cfg)
-    return write_prepared(out_dir, name, inter, items, {**source, "recipe": recipe})
+    inter, items, repairs = finalize(inter, items, cfg)
+    return write_prepared(out_dir, name, inter, items, {**source, "repairs": repairs,
+                                                        "recipe": recipe})

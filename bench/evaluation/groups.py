@@ -32,15 +32,20 @@ class SequenceStats:
         """``inter``: prepared interactions sorted by (user, ts); ``dataset``: RecBole Dataset."""
         uid = inter["user"].map(dataset.field2token_id[dataset.uid_field]).to_numpy()
         iid = inter["item"].map(dataset.field2token_id[dataset.iid_field]).to_numpy()
-        full_len = np.bincount(uid, minlength=dataset.user_num)
+        return cls.from_codes(uid, iid, inter["user"], dataset.user_num, dataset.item_num, name)
+
+    @classmethod
+    def from_codes(cls, uid: np.ndarray, iid: np.ndarray, users: pd.Series, n_users: int,
+                   n_items: int, name: str) -> "SequenceStats":
+        """Integer ids (0 = padding) of interactions sorted by (user, ts); ``users`` the raw ids."""
+        full_len = np.bincount(uid, minlength=n_users)
         short = np.flatnonzero(full_len[1:] < 3)
         if len(short):
             raise BenchError(f"dataset '{name}': {len(short)} users have fewer than 3 interactions; "
                              "leave-one-out needs train, valid and test items. Filter them out.")
         # position from the end of each user's sequence: 0 = test item, 1 = valid item
-        from_end = inter.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+        from_end = users.groupby(users, sort=False).cumcount(ascending=False).to_numpy()
         train = from_end >= 2
-        n_items = dataset.item_num
         order = np.argsort(uid, kind="stable")
         bounds = np.cumsum(full_len)[:-1]
         return cls(train_pop=np.bincount(iid[train], minlength=n_items),
@@ -58,23 +63,45 @@ def _top_fraction(values: np.ndarray, ids: np.ndarray, fraction: float) -> np.nd
     return top
 
 
+def _check_thresholds(thresholds: dict[str, Any] | None) -> None:
+    if not thresholds or thresholds.get("item") is None or thresholds.get("user") is None:
+        raise BenchError("the 'paper' protocol needs dataset.paper_thresholds.item and .user "
+                         "(LLM-ESR values: Yelp 13/12, Fashion 4/3, Beauty 4/9)")
+
+
+def head_items(stats: SequenceStats, protocol: dict[str, Any],
+               thresholds: dict[str, Any] | None) -> np.ndarray:
+    """Boolean mask over internal item ids (index 0 = padding, never head)."""
+    if protocol["groups"] == "quantile":
+        item_ids = np.arange(1, len(stats.train_pop))
+        return _top_fraction(stats.train_pop, item_ids, protocol["head_fraction"])
+    if protocol["groups"] == "threshold":
+        _check_thresholds(thresholds)
+        head = stats.full_pop >= int(thresholds["item"])
+        head[0] = False
+        return head
+    raise BenchError(f"unknown protocol groups '{protocol['groups']}'; use quantile or threshold")
+
+
+def long_users(stats: SequenceStats, protocol: dict[str, Any], thresholds: dict[str, Any] | None,
+               max_len: int) -> np.ndarray:
+    """Boolean mask over internal user ids (index 0 = padding, never long)."""
+    if protocol["groups"] == "quantile":
+        user_ids = np.arange(1, len(stats.train_len))
+        return _top_fraction(stats.train_len, user_ids, protocol["head_fraction"])
+    if protocol["groups"] == "threshold":
+        _check_thresholds(thresholds)
+        long = np.minimum(stats.full_len - 1, max_len) >= int(thresholds["user"])
+        long[0] = False
+        return long
+    raise BenchError(f"unknown protocol groups '{protocol['groups']}'; use quantile or threshold")
+
+
 def group_masks(stats: SequenceStats, users: np.ndarray, targets: np.ndarray,
                 protocol: dict[str, Any], thresholds: dict[str, Any] | None,
                 max_len: int) -> dict[str, np.ndarray]:
     """Boolean masks over the test cases for head/tail items and long/short users."""
-    if protocol["groups"] == "quantile":
-        item_ids = np.arange(1, len(stats.train_pop))
-        user_ids = np.arange(1, len(stats.train_len))
-        head_item = _top_fraction(stats.train_pop, item_ids, protocol["head_fraction"])[targets]
-        long_user = _top_fraction(stats.train_len, user_ids, protocol["head_fraction"])[users]
-    elif protocol["groups"] == "threshold":
-        if not thresholds or thresholds.get("item") is None or thresholds.get("user") is None:
-            raise BenchError("the 'paper' protocol needs dataset.paper_thresholds.item and .user "
-                             "(LLM-ESR values: Yelp 13/12, Fashion 4/3, Beauty 4/9)")
-        head_item = stats.full_pop[targets] >= int(thresholds["item"])
-        input_len = np.minimum(stats.full_len[users] - 1, max_len)
-        long_user = input_len >= int(thresholds["user"])
-    else:
-        raise BenchError(f"unknown protocol groups '{protocol['groups']}'; use quantile or threshold")
+    head_item = head_items(stats, protocol, thresholds)[targets]
+    long_user = long_users(stats, protocol, thresholds, max_len)[users]
     return {"head_item": head_item, "tail_item": ~head_item,
             "long_user": long_user, "short_user": ~long_user}
