@@ -154,8 +154,8 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
             cfg["dataset"].get("card", ds.name) / "README.md"
         if not card.is_file():
             raise BenchError(f"no dataset card at {card}; create it first")
-        write_text_atomic(card, update_card(card.read_text(encoding="utf-8"),
-                                            f"Dataset `{ds.name}`:\n\n{section}"))
+        write_text_atomic(card, update_card(card.read_text(encoding="utf-8"), ds.name,
+                                            section))
         print(f"updated {card}")
     return 0
 
@@ -256,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may follow options (``data prepare beauty --raw d paths.cache=c``)
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -16,7 +16,8 @@ import pandas as pd
 from bench.data.prepared import PreparedDataset
 from bench.evaluation.groups import SequenceStats, head_items, long_users
 
-CARD_BEGIN, CARD_END = "<!-- stats:begin -->", "<!-- stats:end -->"
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- stats:{name}:begin -->", f"<!-- stats:{name}:end -->"
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
@@ -102,10 +103,13 @@ def stats_markdown(stats: dict[str, Any]) -> str:
             f"thresholds).\n")
 
 
-def update_card(card_text: str, section: str) -> str:
-    """Replace the text between the stats markers of a card (append the markers if absent)."""
-    block = f"{CARD_BEGIN}\n{section}{CARD_END}"
-    if CARD_BEGIN in card_text and CARD_END in card_text:
-        head, rest = card_text.split(CARD_BEGIN, 1)
-        return head + block + rest.split(CARD_END, 1)[1]
-    return card_text.rstrip("\n") + "\n\n## Statistics (`python -m bench data stats`)\n" + block + "\n"
+def update_card(card_text: str, name: str, section: str) -> str:
+    """Replace dataset ``name``'s statistics block in a card (appended when absent); a card may
+    hold several datasets (``yelp`` and ``yelp-llmesr``), each in its own marked block."""
+    begin, end = _markers(name)
+    block = f"{begin}\n{section}{end}"
+    if begin in card_text and end in card_text:
+        head, rest = card_text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
+    return card_text.rstrip("\n") + f"\n\n### `{name}` (`python -m bench data stats {name}`)\n" \
+        + block + "\n"
