@@ -97,13 +97,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 RAW_LOADERS = ("amazon", "yelp")
 
 
-def _dataset_config(name: str, raw: str | None, overrides: list[str]) -> dict:
-    """Compose a dataset's config; with ``--raw DIR`` use its raw recipe (``<name>-raw``)."""
+def _dataset_config(name: str, raw: str | None, overrides: list[str], recipe: bool = False
+                    ) -> dict:
+    """Compose a dataset's config; with ``--raw DIR`` (or ``recipe``) use its raw recipe
+    (``<name>-raw``)."""
     from bench.adapters import check_name, config_names
     from bench.config import compose
 
     name = check_name("dataset", name)
-    if raw is not None or "raw" in name:
+    if raw is not None or recipe:
         cfg = compose([f"dataset={name}"])
         if cfg["dataset"]["loader"] not in RAW_LOADERS:
             if f"{name}-raw" not in config_names("dataset"):
@@ -126,9 +128,11 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
           f"interactions; fingerprint {ds.fingerprint}; at {ds.path}")
     if not ds.text_fields:
         print(f"note: {ds.name} has no item text: it is an ID-only dataset (ID baselines only)")
-    repairs = {k: v for k, v in m["source"].get("repairs", {}).items() if v}
-    if repairs:
-        print("repairs: " + ", ".join(f"{k} {v}" for k, v in repairs.items()))
+    for what in ("counts", "repairs"):  # what the recipe filtered and what was repaired
+        done = {k: v for k, v in m["source"].get(what, {}).items() if v}
+        if done:
+            print(f"{'filtering' if what == 'counts' else what}: "
+                  + ", ".join(f"{k} {v:,}" for k, v in done.items()))
     return 0
 
 
@@ -163,7 +167,7 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 def cmd_data_download(args: argparse.Namespace) -> int:
     from bench.data.download import download
 
-    cfg = _dataset_config(args.name, args.raw, [])["dataset"]
+    cfg = _dataset_config(args.name, args.raw, [], recipe=True)["dataset"]
     download(cfg, Path(cfg["raw_dir"]), force=args.force)
     print(f"next: python -m bench data prepare {cfg['name']} --raw {cfg['raw_dir']}")
     return 0

@@ -59,6 +59,7 @@ def dataset_stats(ds: PreparedDataset, protocols: dict[str, dict[str, Any]],
         "text_coverage": {f: float((items[f] != "").mean()) for f in ds.text_fields},
         "any_text": float((items[ds.text_fields] != "").any(axis=1).mean()) if ds.text_fields else 0.0,
         "repairs": ds.meta["source"].get("repairs", {}),
+        "filtering": ds.meta["source"].get("counts", {}),
         "fingerprint": ds.fingerprint,
         "groups": {name: group_shares(ds, p, thresholds) for name, p in protocols.items()},
         "paper_thresholds": thresholds,
@@ -91,6 +92,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
         size.append(["text coverage (items)", "none: ID-only dataset (LLM methods cannot run on it)"])
     repairs = {k: v for k, v in s["repairs"].items() if v}
     size.append(["repairs", ", ".join(f"{k} {v:,}" for k, v in repairs.items()) or "none needed"])
+    if s["filtering"]:
+        size.append(["recipe filtering", ", ".join(f"{k} {v:,}" for k, v in s["filtering"].items())])
     thr = s["paper_thresholds"] or {}
     rows = [[name, _pct(g["tail_items"]), _pct(g["short_users"]), _pct(g["tail_test_targets"])]
             for name, g in s["groups"].items()]
