@@ -11,6 +11,7 @@ from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.trainer import Trainer
 
 from bench.config import compose
+from bench.errors import BenchError
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import rank_targets
 from bench.records import read_record, sidecar_path
@@ -108,6 +109,24 @@ def test_existing_record_is_skipped_unless_forced(tmp_path):
     mtime = first.record_path.stat().st_mtime_ns
     assert execute(cfg).skipped and first.record_path.stat().st_mtime_ns == mtime
     assert not execute(cfg, force=True).skipped
+    # the same run key on other data (another generator seed) is not silently reused
+    other = compose(tiny_overrides(tmp_path, "train.epochs=1", "dataset.generator_seed=7"))
+    with pytest.raises(BenchError, match=r"was made on dataset fingerprint \w+, but "
+                                         r"'synthetic-tiny' is now \w+; rerun with --force"):
+        execute(other)
+
+
+def test_text_methods_refuse_id_only_datasets(tmp_path, monkeypatch):
+    import bench.runner as runner
+    from bench.adapters import load_adapter
+
+    inter = tmp_path / "inter.txt"
+    inter.write_text("".join(f"{u} {i}\n" for u in range(1, 6) for i in range(1, 5)))
+    text_method = type("TextMethod", (type(load_adapter("id")),), {"uses_text": True})()
+    monkeypatch.setattr(runner, "load_adapter", lambda name: text_method)
+    cfg = compose(tiny_overrides(tmp_path, "dataset=yelp-llmesr", f"dataset.inter={inter}")[1:])
+    with pytest.raises(BenchError, match="dataset 'yelp-llmesr' is ID-only"):
+        execute(cfg)
 
 
 def test_losses_follow_the_protocol(trained):
