@@ -29,7 +29,9 @@ class BuildContext:
     prepared: PreparedDataset  # interactions + item text
     method_cfg: dict[str, Any]
     cache_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)
+    run_cfg: dict[str, Any] = field(default_factory=dict)  # the whole resolved run config
+    device: Any = "cpu"  # torch.device the model will train on
+    extras: dict[str, Any] = field(default_factory=dict)  # adapter state; "one_off" -> record
 
 
 class MethodAdapter:
@@ -39,6 +41,11 @@ class MethodAdapter:
     paper: str = ""
     backbones: tuple[str, ...] = tuple(BACKBONES)
     uses_text: bool = False
+
+    def prepare(self, ctx: BuildContext) -> None:
+        """One-off stages before the model is built (LLM fine-tuning, embedding extraction, a
+        teacher model), cached by the adapter. Called before the run's seed is set, so caching
+        cannot change the model's initialisation. Put their costs in ``ctx.extras["one_off"]``."""
 
     def build_model(self, ctx: BuildContext):
         raise NotImplementedError(f"{type(self).__name__}.build_model")

@@ -48,6 +48,13 @@ class Seq2SeqMixin:
 
     def calculate_loss(self, interaction: Interaction) -> torch.Tensor:
         hidden, targets, rows = self.supervised_positions(interaction)
+        loss = self._rec_loss(interaction, hidden, targets, rows)
+        # A replaced item table may add its own term (LLMEmb's collaborative alignment).
+        auxiliary = getattr(self.item_embedding, "auxiliary_loss", None)
+        return loss if auxiliary is None else loss + auxiliary(targets)
+
+    def _rec_loss(self, interaction: Interaction, hidden: torch.Tensor, targets: torch.Tensor,
+                  rows: torch.Tensor) -> torch.Tensor:
         table, bias = self.item_scores_table()
         if self.bench_loss == "ce":
             # Classes are items 1..n-1: the padding id is sliced off rather than filled with

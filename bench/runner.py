@@ -182,9 +182,10 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     valid, test = _eval_splits(dataset, splits, stats, protocol)
     data_seconds = time.perf_counter() - start
 
-    init_seed(key.seed, True)
     ctx = BuildContext(rb_config, splits[0], backbone_cls, prepared, cfg["method"],
-                       Path(cfg["paths"]["cache"]))
+                       Path(cfg["paths"]["cache"]), run_cfg=cfg, device=device)
+    adapter.prepare(ctx)
+    init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
     loader = Seq2SeqTrainLoader(splits[0], t["batch_size"], backbone_cls.objective, key.seed,
                                 t["bucket_batches"])
@@ -222,6 +223,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     timing = {"data": data_seconds, "train": train_seconds, "test_eval": eval_seconds}
     record = _make_record(cfg, key, prepared, dataset, model, trainer, loader, metrics, timing,
                           n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
+    record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 
 

@@ -104,7 +104,7 @@ def _llmesr(cfg: dict[str, Any]):
 LOADERS: dict[str, Loader] = {"synthetic": _synthetic, "p5": _p5, "llmesr": _llmesr,
                               "amazon": raw.amazon, "yelp": raw.yelp}
 # Keys of a dataset config that describe or evaluate the data but do not change it.
-_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir",
+_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir", "prompt_domain",
                      "download_note"}
 
 

@@ -1,0 +1,155 @@
+"""Item embedding tables: text -> embeddings (cached), the user's precomputed arrays, PCA, and
+alignment to RecBole's internal item ids.
+
+``item_embeddings`` is what a method adapter calls: it returns one row per prepared item (in the
+prepared item table's order), computed once per (model weights, pooling, prompt template,
+dataset fingerprint) and cached, or read from a precomputed file the user brings
+(``encoder=precomputed encoder.path=...``), as LLM-ESR and LLMEmb release theirs.
+"""
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.data.prepared import PreparedDataset, sha256_file
+from bench.encoders.cache import ArrayCache, cache_key
+from bench.encoders.models import (LanguageModel, encode, load_language_model, model_directory,
+                                   resolve_device_dtype, weights_hash)
+from bench.encoders.prompts import item_prompts, template_for
+from bench.errors import BenchError
+
+
+@dataclass
+class EmbeddingTable:
+    """Rows aligned with ``PreparedDataset.items``; ``info`` goes into the run's provenance."""
+
+    vectors: np.ndarray  # (n_items, d) float32
+    encoder_id: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def pca(x: np.ndarray, dim: int) -> np.ndarray:
+    """Project onto the top ``dim`` principal components (torch SVD, float64, sign-fixed so
+    the result is deterministic, as sklearn's ``svd_flip``)."""
+    n, d = x.shape
+    if not 1 <= dim <= min(n, d):
+        raise BenchError(f"bad PCA dimension {dim}: must be between 1 and min(items, dim) = "
+                         f"{min(n, d)}")
+    t = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    t = t - t.mean(0, keepdim=True)
+    _, _, vh = torch.linalg.svd(t, full_matrices=False)
+    comps = vh[:dim]
+    signs = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+    return (t @ (comps * signs).T).float().numpy()
+
+
+def load_precomputed(path: Path, item_ids: list[str], row_offset: int = 1) -> np.ndarray:
+    """A user's embedding file -> rows for ``item_ids``.
+
+    ``.npy`` (a 2-D array) or a pickle (``.pkl``) of a 2-D array or of a dict keyed by item id.
+    An array is indexed by integer item id: row ``k`` is item ``k + row_offset`` (LLM-ESR and
+    LLMEmb release theirs with row k = item id k+1, so the default offset is 1).
+    Pickles can run code when loaded: only load files you trust.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BenchError(f"precomputed embedding file '{path}' not found; set encoder.path=<.npy or .pkl>")
+    try:
+        if path.suffix == ".npy":
+            obj = np.load(path, allow_pickle=False)
+        else:
+            with open(path, "rb") as f:
+                obj = pickle.load(f)  # noqa: S301 (the user's own file, documented above)
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
+        raise BenchError(f"cannot read precomputed embeddings '{path}': {exc}") from None
+    if isinstance(obj, dict):
+        table = {str(k): np.asarray(v, dtype=np.float32) for k, v in obj.items()}
+        missing = [i for i in item_ids if i not in table]
+        if missing:
+            raise BenchError(f"{path}: {len(missing)} of the dataset's {len(item_ids)} items have "
+                             f"no embedding (first: {missing[0]!r}); keys look like "
+                             f"{list(table)[:3]}")
+        out = np.stack([table[i] for i in item_ids])
+    else:
+        arr = np.asarray(obj, dtype=np.float32)
+        if arr.ndim != 2:
+            raise BenchError(f"{path}: expected a 2-D array (items x dim), got shape {arr.shape}")
+        if not all(i.isdigit() for i in item_ids):
+            raise BenchError(f"{path}: an array is indexed by integer item id, but this dataset's "
+                             f"ids are not integers (e.g. {item_ids[0]!r}); give a dict keyed by id")
+        rows = np.array([int(i) - row_offset for i in item_ids])
+        if rows.min() < 0 or rows.max() >= len(arr):
+            raise BenchError(f"{path}: shape {arr.shape} does not cover the dataset's item ids "
+                             f"{min(map(int, item_ids))}..{max(map(int, item_ids))} with row = id - "
+                             f"{row_offset}; check the file or encoder.row_offset")
+        out = arr[rows]
+    if not np.isfinite(out).all():
+        raise BenchError(f"{path}: contains NaN or inf values")
+    return out
+
+
+def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
+                    encoder_cfg: dict[str, Any], cache_dir: Path, progress: bool = True,
+                    lm: LanguageModel | None = None, model=None, stage: str = "raw",
+                    only_cached: bool = False) -> EmbeddingTable | None:
+    """Embeddings of every prepared item; ``model``/``stage`` let SCFT encode with its own
+    fine-tuned weights under its own cache key. ``only_cached``: None instead of computing."""
+    if encoder_cfg.get("kind") == "precomputed":
+        path = Path(str(encoder_cfg.get("path") or "")).expanduser()
+        vectors = load_precomputed(path, prepared.items["item"].tolist(),
+                                   int(encoder_cfg.get("row_offset", 1)))
+        return EmbeddingTable(vectors, f"precomputed:{path.name}@{sha256_file(path)[:12]}",
+                              {"kind": "precomputed", "path": str(path)})
+    if not prepared.text_fields:
+        raise BenchError(f"dataset '{prepared.name}' has no item text (ID-only); text encoders "
+                         "need text, or bring embeddings with encoder=precomputed encoder.path=...")
+    tpl = template_for(dataset_cfg)
+    max_length = int(encoder_cfg.get("max_length", 256))
+    parts = {**encoder_identity(encoder_cfg, cache_dir), "template": tpl.id,
+             "fields": prepared.text_fields, "dataset": prepared.fingerprint,
+             "max_length": max_length, "stage": stage}
+    key = cache_key(**parts)
+    store = ArrayCache(Path(cache_dir) / "embeddings")
+    vectors = store.load("items", key)  # checked before any model is loaded
+    encoder_id = f"{encoder_cfg.get('name')}@{parts['weights'][:12]}/{parts['pooling']}/{tpl.id}/{stage}"
+    info = {"kind": "hf", "encoder": encoder_id, "cache_key": key, "cache_hit": vectors is not None}
+    if vectors is None and only_cached:
+        return None
+    if vectors is not None:
+        info["built"] = store.figures("items", key)
+    if vectors is None:
+        lm = lm or load_language_model(encoder_cfg, cache_dir)
+        prompts = item_prompts(prepared.items, prepared.text_fields, tpl)
+        start = time.perf_counter()
+        vectors = encode(lm, prompts, max_length, int(encoder_cfg.get("batch_size", 256)),
+                         int(encoder_cfg.get("token_budget", 16384)), progress, model=model)
+        seconds = time.perf_counter() - start
+        info.update(seconds=seconds, texts_per_second=len(prompts) / seconds)
+        store.save("items", key, vectors, parts,
+                    {"seconds": seconds, "texts_per_second": len(prompts) / seconds,
+                     "device": str(lm.device)})
+    return EmbeddingTable(vectors, encoder_id, info)
+
+
+def encoder_identity(encoder_cfg: dict[str, Any], cache_dir: Path) -> dict[str, str]:
+    """What identifies an encoder's output without loading it: weights hash, pooling, dtype."""
+    path = model_directory(encoder_cfg)
+    _, dtype = resolve_device_dtype(encoder_cfg.get("device", "auto"), encoder_cfg.get("dtype", "auto"))
+    return {"weights": weights_hash(path, cache_dir), "pooling": encoder_cfg.get("pooling", "mean"),
+            "dtype": str(dtype)}
+
+
+def align_to_recbole(table: np.ndarray, prepared: PreparedDataset, dataset) -> torch.Tensor:
+    """Rows in RecBole's internal item order, with row 0 (padding) all zeros."""
+    tokens = dataset.field2id_token[dataset.iid_field]
+    index = {item: row for row, item in enumerate(prepared.items["item"].tolist())}
+    out = np.zeros((len(tokens), table.shape[1]), dtype=np.float32)
+    rows = [index[t] for t in tokens[1:]]
+    out[1:] = table[rows]
+    return torch.from_numpy(out)

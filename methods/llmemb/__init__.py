@@ -1,0 +1,151 @@
+"""``llmemb``: LLM Empowered Embedding Generator for Sequential Recommendation (Liu et al., AAAI 2025).
+
+Stage 1, SCFT (``scft.py``): LoRA fine-tuning of the language model with attribute-level
+augmented views of each item's prompt; then every item's full prompt is encoded with the tuned
+model and, when the LM is wider than ``pca_dim``, reduced by PCA (the paper: 4096 -> 1536).
+Stage 2, RAT (``rat.py``): the frozen embeddings feed a trainable adapter that becomes the
+backbone's item table, aligned to a pre-trained ID-only SASRec item table (the collaborative
+teacher, trained here under the same protocol with ``teacher_seed``).
+
+One-off stages (teacher, SCFT adapter, exported embeddings) are cached under
+``<paths.cache>``, keyed by everything that determines them, so a second run, another seed or
+another backbone reuses them. Ablations: ``method.scft=false`` (the LM's raw embeddings) and
+``method.align=false`` (no alignment loss). Defaults that differ from the paper because this
+suite runs on a CPU by default (SCFT steps and batch) are marked in ``configs/method/llmemb.yaml``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.adapters import BuildContext, MethodAdapter
+from bench.encoders.cache import ArrayCache, DirCache, cache_key
+from bench.encoders.models import load_language_model
+from bench.encoders.prompts import item_prompts, template_for
+from bench.encoders.tables import align_to_recbole, encoder_identity, item_embeddings, pca
+from bench.errors import BenchError
+from methods.llmemb.rat import AdaptedItemTable
+from methods.llmemb.scft import train_scft
+
+
+def _item_dim(ctx: BuildContext) -> int:
+    """The backbone's item-vector size (built once, before the run's seed is set)."""
+    return int(ctx.backbone(ctx.recbole_config, ctx.train_dataset).item_embedding.embedding_dim)
+
+
+class LLMEmb(MethodAdapter):
+    name = "llmemb"
+    paper = "Liu et al., LLM Empowered Embedding Generator for Sequential Recommendation, AAAI 2025"
+    uses_text = True
+
+    # ---- one-off stages --------------------------------------------------------------------
+    def prepare(self, ctx: BuildContext) -> None:
+        m, cfg = ctx.method_cfg, ctx.run_cfg
+        progress = bool(cfg.get("show_progress", True))
+        one_off: dict[str, Any] = {}
+        table = self._llm_table(ctx, progress, one_off)
+        if m["pca_dim"] and table.shape[1] > int(m["pca_dim"]):
+            table = pca(table, int(m["pca_dim"]))
+        dim = _item_dim(ctx)
+        teacher = self._teacher(ctx, dim, one_off) if m["align"] else None
+        ctx.extras.update(llm_table=table, teacher=teacher, item_dim=dim, one_off=one_off)
+
+    def _llm_table(self, ctx: BuildContext, progress: bool, one_off: dict[str, Any]) -> np.ndarray:
+        m, enc, ds_cfg = ctx.method_cfg, ctx.run_cfg["encoder"], ctx.run_cfg["dataset"]
+        if not m["scft"] or enc.get("kind") == "precomputed":
+            emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress, stage="raw")
+            one_off["embedding"] = emb.info
+            ctx.extras["encoder_id"] = emb.encoder_id
+            return emb.vectors
+        scft_cfg = {k: m[k] for k in m if k.startswith(("scft_", "lora_"))}
+        tpl = template_for(ds_cfg)
+        parts = {**encoder_identity(enc, ctx.cache_dir), "template": tpl.id,
+                 "dataset": ctx.prepared.fingerprint, "fields": ctx.prepared.text_fields,
+                 "scft": scft_cfg, "seed": int(m["scft_seed"])}
+        stage = f"scft-{cache_key(**parts)}"
+        adapters = DirCache(Path(ctx.cache_dir) / "llmemb")
+        emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress=False,
+                              stage=stage, only_cached=True)  # no model is loaded to find out
+        if emb is None:
+            adapter_dir = adapters.valid("scft", stage)
+            lm = load_language_model(enc, ctx.cache_dir)
+            if adapter_dir is not None:
+                from peft import PeftModel
+
+                peft_model = PeftModel.from_pretrained(lm.model, str(adapter_dir))
+                one_off["scft"] = {"cache_hit": True, "adapter": str(adapter_dir)}
+            else:
+                prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
+                peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress)
+                staging = adapters.staging("scft", stage)
+                peft_model.save_pretrained(str(staging))
+                adapters.commit("scft", stage, staging, parts, figures)
+                one_off["scft"] = {"cache_hit": False, **figures}
+            emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress, lm=lm,
+                                  model=peft_model, stage=stage)
+        else:
+            one_off["scft"] = {"cache_hit": True, "built": adapters.figures("scft", stage)}
+        one_off["embedding"] = emb.info
+        ctx.extras["encoder_id"] = emb.encoder_id
+        return emb.vectors
+
+    def _teacher(self, ctx: BuildContext, dim: int, one_off: dict[str, Any]) -> torch.Tensor:
+        """The frozen collaborative table: ID-only SASRec (hidden = the backbone's item size),
+        trained under this run's protocol and training budget, cached per dataset version."""
+        from bench.adapters import load_adapter
+        from bench.config import compose
+        from bench.data.prepared import export_recbole
+        from bench.runner import protocol_fingerprint, train_and_test
+
+        cfg = copy.deepcopy(ctx.run_cfg)
+        cfg["method"] = compose(["method=id"])["method"]
+        cfg["backbone"] = {**compose(["backbone=sasrec"])["backbone"], "hidden_size": dim}
+        cfg["seed"] = int(ctx.method_cfg["teacher_seed"])
+        parts = {"dataset": ctx.prepared.fingerprint, "backbone": cfg["backbone"],
+                 "protocol": protocol_fingerprint(cfg["protocol"], cfg["dataset"]),
+                 "train": cfg["train"], "seed": cfg["seed"]}
+        key = cache_key(**parts)
+        store = ArrayCache(Path(ctx.cache_dir) / "llmemb")
+        table = store.load("teacher", key)
+        if table is None:
+            start = time.perf_counter()
+            data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
+            art = train_and_test(cfg, load_adapter("id"), ctx.prepared, data_path, ctx.device)
+            tokens = art.dataset.field2id_token[art.dataset.iid_field]
+            weights = art.model.item_embedding.weight.detach().cpu().numpy()
+            # stored by item token order of the prepared table, so any split can re-align it
+            index = {t: i for i, t in enumerate(tokens)}
+            table = np.stack([weights[index[t]] for t in ctx.prepared.items["item"]])
+            figures = {"seconds": time.perf_counter() - start,
+                       "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"],
+                       "epochs": art.record["training"]["epochs_run"]}
+            store.save("teacher", key, table, parts, figures)
+            one_off["teacher"] = {"cache_hit": False, **figures}
+        else:
+            one_off["teacher"] = {"cache_hit": True, "built": store.figures("teacher", key)}
+        return align_to_recbole(table, ctx.prepared, ctx.train_dataset)
+
+    # ---- the model ---------------------------------------------------------------------------
+    def build_model(self, ctx: BuildContext):
+        m, x = ctx.method_cfg, ctx.extras
+        model = ctx.backbone(ctx.recbole_config, ctx.train_dataset)
+        llm = align_to_recbole(x["llm_table"], ctx.prepared, ctx.train_dataset)
+        n_rows = model.item_embedding.weight.shape[0]
+        if n_rows < llm.size(0):
+            raise BenchError(f"backbone item table has {n_rows} rows, fewer than {llm.size(0)} items")
+        hidden = int(m["adapter_hidden"] or max(1, llm.size(1) // 2))
+        model.item_embedding = AdaptedItemTable(
+            llm, x["item_dim"], hidden, extra_rows=n_rows - llm.size(0), teacher=x["teacher"],
+            alpha=float(m["align_alpha"]) if m["align"] else 0.0, tau=float(m["align_tau"]))
+        return model
+
+    def encoder_id(self, ctx: BuildContext) -> str | None:
+        return ctx.extras.get("encoder_id")
+
+
+ADAPTER = LLMEmb()

@@ -1,0 +1,64 @@
+"""LLMEmb stage 2: Recommendation Adaptation Training (RAT), as an item table for any backbone.
+
+methods.md §1.3. ``AdaptedItemTable`` replaces a RecBole backbone's ``item_embedding``: the
+frozen (SCFT) LLM embedding of each item goes through a trainable two-layer adapter (Linear ->
+Linear, biases, no activation) to the backbone's dimension, and that vector is both the input
+embedding and the scoring vector. Row 0 (padding) is zero; BERT4Rec's mask token gets a learned
+row initialised N(0, 0.01²). ``auxiliary_loss`` adds the collaborative alignment,
+``alpha * soft-target symmetric CE(E_cf[targets], A(E_llm[targets]))`` with a fixed τ, which
+the backbones' loss picks up for every supervised target.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def soft_contrastive(x: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
+    """LLMEmb's ``Contrastive_Loss2``: the SCFT loss with a fixed temperature."""
+    logits = x @ y.T / tau
+    targets = F.softmax((x @ x.T + y @ y.T) / 2 * tau, dim=-1)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
+
+
+class AdaptedItemTable(nn.Module):
+    """Frozen LLM table -> adapter -> item vectors, with an optional alignment term."""
+
+    def __init__(self, llm_table: torch.Tensor, out_dim: int, hidden: int, extra_rows: int = 0,
+                 teacher: torch.Tensor | None = None, alpha: float = 0.0, tau: float = 2.0):
+        super().__init__()
+        self.llm = nn.Parameter(llm_table.float(), requires_grad=False)  # counted as frozen
+        self.adapter = nn.Sequential(nn.Linear(llm_table.size(1), hidden), nn.Linear(hidden, out_dim))
+        for layer in self.adapter:
+            nn.init.xavier_normal_(layer.weight)  # the originals' init for >= 2-D parameters
+        self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
+        self.teacher = (nn.Parameter(teacher.float(), requires_grad=False)
+                        if teacher is not None and alpha > 0 else None)
+        self.alpha, self.tau = float(alpha), float(tau)
+        self.embedding_dim = out_dim
+        self.n_llm_rows = llm_table.size(0)
+
+    def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
+        vec = self.adapter(self.llm[ids])
+        return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be."""
+        table = self._adapt(torch.arange(self.n_llm_rows, device=self.llm.device))
+        return table if self.extra is None else torch.cat([table, self.extra], dim=0)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.extra is None:
+            return self._adapt(ids)
+        is_extra = ids >= self.n_llm_rows
+        out = self._adapt(ids.clamp(max=self.n_llm_rows - 1))
+        if is_extra.any():
+            out = torch.where(is_extra.unsqueeze(-1), self.extra[(ids - self.n_llm_rows).clamp(min=0)], out)
+        return out
+
+    def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor | int:
+        if self.teacher is None:
+            return 0
+        return self.alpha * soft_contrastive(self.teacher[targets], self._adapt(targets), self.tau)
