@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not time bare RecBole with anomaly mode on")
     speed.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     speed.set_defaults(func=cmd_speed)
+
+    from bench.speed_encode import add_parser as add_speed_encode
+
+    add_speed_encode(sub)
     return parser
 
 
