@@ -13,13 +13,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from bench.config import compose
-from bench.data.sources import prepare
-from bench.encoders.models import encode, load_language_model
-from bench.encoders.prompts import item_prompts, template_for
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -32,8 +25,15 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
     from sentence_transformers import SentenceTransformer
     from tabulate import tabulate
+
+    from bench.config import compose
+    from bench.data.sources import prepare
+    from bench.encoders.models import encode, load_language_model
+    from bench.encoders.prompts import item_prompts, template_for
 
     cfg = compose([f"dataset={args.dataset}", *args.overrides])
     ds = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]))
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
                  f"{len(texts) / suite_s:.0f}", "1.00"])
     for bs in dict.fromkeys([args.st_batch_size, int(enc["batch_size"])]):
         st_s = _median_seconds(lambda: st.encode(texts, batch_size=bs), args.repeats)
-        rows.append([f"SentenceTransformer.encode", f"batch_size={bs}", f"{len(texts) / st_s:.0f}",
+        rows.append(["SentenceTransformer.encode", f"batch_size={bs}", f"{len(texts) / st_s:.0f}",
                      f"{st_s / suite_s:.2f}"])
     print(tabulate(rows, headers=["extractor", "setting", "texts/s", "suite speed-up"],
                    tablefmt="github"))
