@@ -32,41 +32,39 @@ def main(args: argparse.Namespace) -> int:
 
     from bench.config import compose
     from bench.data.sources import prepare
-    from bench.encoders.models import encode, load_language_model
+    from bench.encoders.models import batch_limits, encode, load_language_model
     from bench.encoders.prompts import item_prompts, template_for
 
     cfg = compose([f"dataset={args.dataset}", *args.overrides])
     ds = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]))
     texts = item_prompts(ds.items, ds.text_fields, template_for(cfg["dataset"]))[: args.n]
-    enc = cfg["encoder"]
-    lm = load_language_model({**enc, "device": "cpu" if args.cpu else enc.get("device", "auto")})
-    st = SentenceTransformer(str(lm.path), device=str(lm.device))
-    st.max_seq_length = int(enc["max_length"])
-    device = f"{lm.device} ({torch.cuda.get_device_name() if lm.device.type == 'cuda' else 'CPU'}, " \
-             f"{torch.get_num_threads()} threads)"
+    enc = {**cfg["encoder"], **({"device": "cpu"} if args.cpu else {})}
+    max_length = int(enc["max_length"])
+    models = [load_language_model({**enc, "dtype": d}) for d in args.dtypes.split(",")]
+    device = models[0].device
+    st = SentenceTransformer(str(models[0].path), device=str(device))
+    st.max_seq_length = max_length
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"{len(texts)} item prompts of '{ds.name}' (mean {np.mean([len(t) for t in texts]):.0f} "
-          f"chars), model {lm.id}, device {device}")
-
-    def ours():
-        return encode(lm, texts, int(enc["max_length"]), int(enc["batch_size"]),
-                      int(enc["token_budget"]), progress=False)
-
-    encode(lm, texts[:64], progress=False)  # warm-up
-    st.encode(texts[:64])
+          f"chars), model {models[0].name}, device {device} ({name}, {torch.get_num_threads()} "
+          f"threads); median of {args.repeats}")
+    st.encode(texts[:64])  # warm-up
     ref = st.encode(texts, batch_size=args.st_batch_size)
-    mine = ours()
-    mine = mine / np.linalg.norm(mine, axis=1, keepdims=True)
-    max_diff = float(np.abs(mine - ref).max())
-    rows, suite_s = [], _median_seconds(ours, args.repeats)
-    rows.append(["suite encode", f"batch<={enc['batch_size']}, {enc['token_budget']} tokens",
-                 f"{len(texts) / suite_s:.0f}", "1.00"])
-    for bs in dict.fromkeys([args.st_batch_size, int(enc["batch_size"])]):
-        st_s = _median_seconds(lambda: st.encode(texts, batch_size=bs), args.repeats)
-        rows.append(["SentenceTransformer.encode", f"batch_size={bs}", f"{len(texts) / st_s:.0f}",
-                     f"{st_s / suite_s:.2f}"])
-    print(tabulate(rows, headers=["extractor", "setting", "texts/s", "suite speed-up"],
-                   tablefmt="github"))
-    print(f"max |difference| of L2-normalised embeddings: {max_diff:.2e}")
+    st_s = _median_seconds(lambda: st.encode(texts, batch_size=args.st_batch_size), args.repeats)
+    rows = [["SentenceTransformer.encode (float32)", f"batch_size={args.st_batch_size}",
+             f"{len(texts) / st_s:.0f}", "1.00", "-"]]
+    for lm in models:
+        batch, budget = batch_limits(enc, lm.device)
+        encode(lm, texts[:64], max_length, batch, budget, progress=False)  # warm-up
+        mine = encode(lm, texts, max_length, batch, budget, progress=False)
+        mine = mine / np.linalg.norm(mine, axis=1, keepdims=True)
+        seconds = _median_seconds(lambda: encode(lm, texts, max_length, batch, budget,
+                                                 progress=False), args.repeats)
+        rows.append([f"suite encode ({str(lm.dtype).split('.')[-1]})",
+                     f"batch<={batch}, {budget} tokens", f"{len(texts) / seconds:.0f}",
+                     f"{st_s / seconds:.2f}", f"{np.abs(mine - ref).max():.1e}"])
+    print(tabulate(rows, headers=["extractor", "batching", "texts/s", "ratio to ST",
+                                  "max |diff| (L2-normalised)"], tablefmt="github"))
     return 0
 
 
@@ -80,6 +78,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats, median kept (default 3)")
     p.add_argument("--st-batch-size", type=int, default=32,
                    help="SentenceTransformer batch size (default 32, its own default)")
+    p.add_argument("--dtypes", default="float32",
+                   help="comma list of suite dtypes to time, e.g. float32,bfloat16 (default float32)")
     p.add_argument("--cpu", action="store_true", help="force the CPU even when CUDA is present")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. encoder.batch_size=128")

@@ -171,6 +171,15 @@ def tokenize(lm: LanguageModel, texts: list[str], max_length: int) -> list[list[
     return ids
 
 
+def batch_limits(cfg: dict[str, Any], device: torch.device) -> tuple[int, int]:
+    """(max texts, max padded tokens) per batch; ``auto``: small on a CPU, where cache-sized
+    batches run fastest, large on a GPU, where big batches keep it busy."""
+    auto = (1024, 65536) if device.type == "cuda" else (64, 4096)
+    size, budget = cfg.get("batch_size", "auto"), cfg.get("token_budget", "auto")
+    return (auto[0] if size in (None, "auto") else int(size),
+            auto[1] if budget in (None, "auto") else int(budget))
+
+
 def length_batches(lengths: np.ndarray, max_batch: int, token_budget: int) -> list[np.ndarray]:
     """Indices sorted by length, cut so that (batch size x longest length) stays in budget."""
     order = np.argsort(-lengths, kind="stable")
@@ -197,8 +206,8 @@ def forward_pooled(lm: LanguageModel, model, batch_ids: list[list[int]]) -> torc
     return pool(out.last_hidden_state, mask, lm.pooling)
 
 
-def encode(lm: LanguageModel, texts: list[str], max_length: int = 256, batch_size: int = 256,
-           token_budget: int = 16384, progress: bool = True, model=None) -> np.ndarray:
+def encode(lm: LanguageModel, texts: list[str], max_length: int = 256, batch_size: int = 64,
+           token_budget: int = 4096, progress: bool = True, model=None) -> np.ndarray:
     """Embeddings (n, d) float32 of ``texts`` in their original order."""
     model = model if model is not None else lm.model
     ids = tokenize(lm, texts, max_length)

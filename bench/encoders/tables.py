@@ -19,7 +19,7 @@ import torch
 
 from bench.data.prepared import PreparedDataset, sha256_file
 from bench.encoders.cache import ArrayCache, cache_key
-from bench.encoders.models import (LanguageModel, encode, load_language_model, model_directory,
+from bench.encoders.models import (LanguageModel, batch_limits, encode, load_language_model, model_directory,
                                    resolve_device_dtype, weights_hash)
 from bench.encoders.prompts import item_prompts, template_for
 from bench.errors import BenchError
@@ -127,8 +127,8 @@ def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
         lm = lm or load_language_model(encoder_cfg, cache_dir)
         prompts = item_prompts(prepared.items, prepared.text_fields, tpl)
         start = time.perf_counter()
-        vectors = encode(lm, prompts, max_length, int(encoder_cfg.get("batch_size", 256)),
-                         int(encoder_cfg.get("token_budget", 16384)), progress, model=model)
+        vectors = encode(lm, prompts, max_length, *batch_limits(encoder_cfg, lm.device), progress,
+                         model=model)
         seconds = time.perf_counter() - start
         info.update(seconds=seconds, texts_per_second=len(prompts) / seconds)
         store.save("items", key, vectors, parts,
