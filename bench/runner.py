@@ -131,10 +131,10 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     record_path = key.record_path(Path(cfg["paths"]["runs"]))
     cache = Path(cfg["paths"]["cache"])
     prepared = prepare(cfg["dataset"], cache)
+    adapter = load_adapter(cfg["method"].get("adapter") or key.method)
     if record_path.exists() and not force:
-        _check_same_data(record_path, prepared)
+        _check_same_run(record_path, prepared, cfg, adapter.uses_text)
         return Outcome(key, record_path, skipped=True)
-    adapter = load_adapter(key.method)
     if key.backbone not in adapter.backbones:
         raise BenchError(f"method '{key.method}' does not support backbone '{key.backbone}'; "
                          f"it supports {', '.join(adapter.backbones)}")
@@ -148,17 +148,41 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     return Outcome(key, record_path, skipped=False, record=art.record)
 
 
-def _check_same_data(record_path: Path, prepared: PreparedDataset) -> None:
-    """A record made on another version of the dataset is not silently reused as this one's."""
+# Config sections that define what a record measured; paths, device and progress do not.
+_IDENTITY = ("dataset", "method", "backbone", "protocol", "train", "seed")
+
+
+def _diff(old: Any, new: Any, prefix: str) -> str | None:
+    """The first key where two config values differ, as ``key: old -> new``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            found = _diff(old.get(k), new.get(k), f"{prefix}.{k}")
+            if found:
+                return found
+        return None
+    return None if old == new else f"{prefix}: {old!r} -> {new!r}"
+
+
+def _check_same_run(record_path: Path, prepared: PreparedDataset, cfg: dict[str, Any],
+                    uses_text: bool) -> None:
+    """A record made on other data or another configuration is not silently reused as this
+    run's (e.g. ``method.scft=false`` against a default ``llmemb`` record)."""
     try:
-        old = read_record(record_path)["dataset"]["fingerprint"]
+        record = read_record(record_path)
+        old_fp, old_cfg = record["dataset"]["fingerprint"], record["config"]
     except (OSError, ValueError, KeyError, TypeError):
         raise BenchError(f"record {record_path} is unreadable or damaged; delete it or rerun with "
                          "--force") from None
-    if old != prepared.fingerprint:
-        raise BenchError(f"record {record_path} was made on dataset fingerprint {old}, but "
-                         f"'{prepared.name}' is now {prepared.fingerprint}; rerun with --force to "
-                         "replace it, or set paths.runs=<another dir> to keep both")
+    keep = "; rerun with --force to replace it, or set paths.runs=<another dir> to keep both"
+    if old_fp != prepared.fingerprint:
+        raise BenchError(f"record {record_path} was made on dataset fingerprint {old_fp}, but "
+                         f"'{prepared.name}' is now {prepared.fingerprint}{keep}")
+    for section in _IDENTITY + (("encoder",) if uses_text else ()):
+        found = _diff(old_cfg.get(section), cfg.get(section), section)
+        if found:
+            raise BenchError(f"record {record_path} was made with another configuration "
+                             f"({found}); name the variant in configs/method/ (e.g. "
+                             f"llmemb-noscft){keep}")
 
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,

@@ -111,9 +111,12 @@ def test_llmemb_runs_on_every_backbone_and_reuses_its_stages(tmp_path_factory, t
         assert one_off["teacher"]["cache_hit"] and one_off["scft"]["built"]["steps"] == 3
 
 
-def test_ablation_switches_change_the_model(tmp_path, tiny_llama_dir):
-    common = ["method=llmemb", "train.epochs=1", "encoder=hf", f"encoder.path={tiny_llama_dir}"]
-    raw = execute(compose(tiny_overrides(tmp_path, *common, "method.scft=false", "method.align=false")))
-    rec = read_record(raw.record_path)
-    assert "/raw" in rec["provenance"]["encoder"] and "teacher" not in rec["efficiency"]["one_off"]
-    assert rec["config"]["method"]["scft"] is False
+def test_ablation_variants_are_named_methods(tmp_path, tiny_llama_dir):
+    common = ["train.epochs=1", "encoder=hf", f"encoder.path={tiny_llama_dir}"]
+    out = execute(compose(tiny_overrides(tmp_path, "method=llmemb-noscft", *common,
+                                         "method.align=false")))
+    rec = read_record(out.record_path)
+    assert "/llmemb-noscft/" in str(out.record_path) and "/raw" in rec["provenance"]["encoder"]
+    assert "teacher" not in rec["efficiency"]["one_off"] and rec["config"]["method"]["scft"] is False
+    noalign = compose(["method=llmemb-noalign"])["method"]
+    assert noalign["adapter"] == "llmemb" and noalign["align"] is False and noalign["scft"] is True

@@ -114,6 +114,10 @@ def test_existing_record_is_skipped_unless_forced(tmp_path):
     with pytest.raises(BenchError, match=r"was made on dataset fingerprint \w+, but "
                                          r"'synthetic-tiny' is now \w+; rerun with --force"):
         execute(other)
+    changed = compose(tiny_overrides(tmp_path, "train.epochs=1", "train.learning_rate=0.002"))
+    with pytest.raises(BenchError, match=r"another configuration \(train.learning_rate: 0.001 -> "
+                                         r"0.002\); name the variant"):
+        execute(changed)
 
 
 def test_text_methods_refuse_id_only_datasets(tmp_path, monkeypatch):
