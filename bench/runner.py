@@ -200,7 +200,8 @@ def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
                     work_dir: Path, device: torch.device) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
-    backbone_cls = BACKBONES[key.backbone]
+    code_at_start = provenance(device, None)["git"]  # the code that trains, not what is checked
+    backbone_cls = BACKBONES[key.backbone]          # out by the time the record is written
     rb_config = recbole_config(backbone_cls, prepared.name,
                                _recbole_dict(cfg, data_path, work_dir, device))
     start = time.perf_counter()
@@ -255,6 +256,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                           n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
     record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
     record["efficiency"]["prepare_seconds"] = prepare_seconds
+    record["provenance"]["git"] = code_at_start
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 
 
