@@ -10,7 +10,7 @@ from bench.config import compose
 from bench.encoders.models import load_language_model
 from bench.records import read_record
 from bench.runner import execute
-from methods.llmemb.rat import AdaptedItemTable
+from methods.llmemb.rat import AdaptedItemTable, grouped_soft_contrastive, soft_contrastive
 from methods.llmemb.scft import augment, contrastive_loss, lora_targets, train_scft
 
 from conftest import tiny_overrides
@@ -83,6 +83,19 @@ def test_adapted_table_is_frozen_and_pads_with_zero():
     assert table.weight.shape == (7, 4) and torch.all(table.weight[0] == 0)
     assert torch.equal(table(torch.tensor([6])), table.extra)  # BERT4Rec's mask-token row
     assert torch.allclose(table(torch.tensor([3])), table.weight[3])
+
+
+def test_grouped_alignment_loss_equals_the_per_position_loss():
+    torch.manual_seed(0)
+    teacher, llm = torch.randn(50, 8), torch.randn(50, 8, requires_grad=True)
+    targets = torch.randint(0, 50, (300,))  # many repeated items, as in a real batch
+    full = soft_contrastive(teacher[targets], llm[targets], 2.0)
+    items, counts = torch.unique(targets, return_counts=True)
+    grouped = grouped_soft_contrastive(teacher[items], llm[items], counts, 2.0)
+    assert torch.allclose(full, grouped, atol=1e-5)
+    g_full, = torch.autograd.grad(full, llm)
+    g_grouped, = torch.autograd.grad(grouped, llm)
+    assert torch.allclose(g_full, g_grouped, atol=1e-5)
 
 
 def test_alignment_switch():

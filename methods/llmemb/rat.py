@@ -16,10 +16,31 @@ from torch import nn
 
 
 def soft_contrastive(x: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
-    """LLMEmb's ``Contrastive_Loss2``: the SCFT loss with a fixed temperature."""
+    """LLMEmb's ``Contrastive_Loss2``: the SCFT loss with a fixed temperature (P x P)."""
     logits = x @ y.T / tau
     targets = F.softmax((x @ x.T + y @ y.T) / 2 * tau, dim=-1)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
+
+
+def grouped_soft_contrastive(x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor,
+                             tau: float) -> torch.Tensor:
+    """``soft_contrastive`` over P positions, computed exactly on the U unique items they hold.
+
+    Positions with the same target item have identical rows, so every sum over positions is a
+    count-weighted sum over unique items: ``x``, ``y`` are (U, d), ``counts`` (U,) how often
+    each occurs. Same value and gradients as the P x P form, with U x U matrices (a batch of
+    128 windows of up to 50 items has P up to 6,400 positions but far fewer distinct items).
+    """
+    log_c = counts.float().log()
+    n = counts.sum()
+    logits = x @ y.T / tau
+    sims = (x @ x.T + y @ y.T) / 2 * tau
+    targets = torch.exp(sims - torch.logsumexp(sims + log_c, dim=1, keepdim=True))  # T_uv per position
+    log_p_rows = logits - torch.logsumexp(logits + log_c, dim=1, keepdim=True)
+    log_p_cols = logits - torch.logsumexp(logits + log_c.unsqueeze(1), dim=0, keepdim=True)
+    row_loss = -(targets * log_p_rows * counts).sum(1)  # CE of each row position u
+    col_loss = -(targets * log_p_cols * counts.unsqueeze(1)).sum(0)  # CE of logits.T rows
+    return ((counts * row_loss).sum() + (counts * col_loss).sum()) / (2 * n)
 
 
 class AdaptedItemTable(nn.Module):
@@ -61,4 +82,6 @@ class AdaptedItemTable(nn.Module):
     def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor | int:
         if self.teacher is None:
             return 0
-        return self.alpha * soft_contrastive(self.teacher[targets], self._adapt(targets), self.tau)
+        items, counts = torch.unique(targets, return_counts=True)
+        return self.alpha * grouped_soft_contrastive(self.teacher[items], self._adapt(items),
+                                                     counts, self.tau)
