@@ -104,8 +104,8 @@ def _llmesr(cfg: dict[str, Any]):
 LOADERS: dict[str, Loader] = {"synthetic": _synthetic, "p5": _p5, "llmesr": _llmesr,
                               "amazon": raw.amazon, "yelp": raw.yelp}
 # Keys of a dataset config that describe or evaluate the data but do not change it.
-_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir", "prompt_domain",
-                     "download_note"}
+_DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir",
+                     "download_note", "prompt_domain"}
 
 
 def finalize(inter: pd.DataFrame, items: pd.DataFrame | None, cfg: dict[str, Any]
