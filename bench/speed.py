@@ -49,6 +49,13 @@ class _TimedTrainer(Trainer):
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
 
+    def _valid_epoch(self, valid_data, show_progress=False):
+        """Print one line per epoch: a converging bare run takes an hour or more on a CPU."""
+        score, result = super()._valid_epoch(valid_data, show_progress)
+        print(f"  bare epoch {len(self.epoch_seconds) - 1}: train {self.epoch_seconds[-1]:.1f} s, "
+              f"valid {self.valid_metric} {score:.4f}", flush=True)
+        return score, result
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         self.best_epoch = epoch
 
