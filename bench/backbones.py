@@ -10,6 +10,14 @@ The item representation is read through ``item_embedding`` (input) and
 ``item_embedding.weight[:n_items]`` (scoring), exactly as RecBole does, so a method adapter that
 replaces ``item_embedding`` with, e.g., a frozen LLM table plus an adapter works on all three.
 
+Every backbone is split into the same three steps, so that a method can feed it other inputs
+(LLM-ESR runs one backbone over two embedded views of the sequence):
+``input_layer(item_seq, item_emb)`` (positions, LayerNorm, dropout: the backbone's own input
+treatment) -> ``encode(item_seq, x)`` (the layers, all positions) -> ``user_vector`` (the
+position that predicts the next item at inference; BERT4Rec appends its mask token first).
+``full_sort_predict`` is ``user_vector @ item_scores_table`` for all three, which is what
+RecBole's own ``full_sort_predict`` computes.
+
 Losses (protocol.md): ``ce`` = cross-entropy over all items; ``bce`` = binary cross-entropy with
 one sampled negative per position (not in the user's window), the two terms averaged separately.
 """
@@ -32,8 +40,39 @@ class Seq2SeqMixin:
         super().__init__(config, dataset)
         self.bench_loss = config["bench_loss"] or "ce"  # RecBole's loss_type stays "CE" (unused)
 
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L, d)
+    def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        """The backbone's treatment of embedded inputs (B, L, d) before its layers."""
         raise NotImplementedError  # each backbone below implements it
+
+    def encode(self, item_seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's layers over prepared inputs ``x`` (B, L, d): outputs at all positions."""
+        raise NotImplementedError
+
+    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L, d)
+        return self.encode(item_seq, self.input_layer(item_seq, self.item_embedding(item_seq)))
+
+    def inference_input(self, item_seq: torch.Tensor,
+                        item_seq_len: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence the model reads at inference and the position whose output scores."""
+        return item_seq, item_seq_len - 1
+
+    def user_vector(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        seq, pos = self.inference_input(item_seq, item_seq_len)
+        return self.gather_indexes(self.sequence_output(seq), pos)
+
+    def full_sort_predict(self, interaction: Interaction) -> torch.Tensor:
+        user = self.user_vector(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        table, bias = self.item_scores_table()
+        scores = user @ table.T
+        return scores if bias is None else scores + bias
+
+    def predict(self, interaction: Interaction) -> torch.Tensor:
+        """Scores of ``interaction[ITEM_ID]`` only (RecBole's sampled evaluation)."""
+        user = self.user_vector(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        table, bias = self.item_scores_table()
+        items = interaction[self.ITEM_ID]
+        scores = (user * table[items]).sum(-1)
+        return scores if bias is None else scores + bias[items]
 
     def item_scores_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Item vectors used for scoring (padding row included) and an optional per-item bias."""
@@ -87,19 +126,23 @@ class Seq2SeqMixin:
 class Seq2SeqSASRec(Seq2SeqMixin, SASRec):
     """SASRec with its causal mask; RecBole's forward without the final gather."""
 
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
+    def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0)
-        emb = self.item_embedding(item_seq) + self.position_embedding(positions)
-        emb = self.dropout(self.LayerNorm(emb))
+        return self.dropout(self.LayerNorm(item_emb + self.position_embedding(positions)))
+
+    def encode(self, item_seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         mask = self.get_attention_mask(item_seq)
-        return self.trm_encoder(emb, mask, output_all_encoded_layers=True)[-1]
+        return self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
 
 
 class Seq2SeqGRU4Rec(Seq2SeqMixin, GRU4Rec):
     """GRU4Rec: every step's output predicts the next item (right padding keeps it causal)."""
 
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
-        out, _ = self.gru_layers(self.emb_dropout(self.item_embedding(item_seq)))
+    def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        return self.emb_dropout(item_emb)
+
+    def encode(self, item_seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru_layers(x)
         return self.dense(out)
 
 
@@ -112,8 +155,23 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
         super().__init__(config, dataset)
         self.ft_ratio = float(config["ft_ratio"] or 0.0)
 
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
-        return self.forward(item_seq)
+    def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0)
+        return self.dropout(self.LayerNorm(item_emb + self.position_embedding(positions)))
+
+    def encode(self, item_seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """RecBole's ``BERT4Rec.forward`` after its input layer: bidirectional layers + head."""
+        mask = self.get_attention_mask(item_seq, bidirectional=True)
+        out = self.trm_encoder(x, mask, output_all_encoded_layers=True)[-1]
+        return self.output_ln(self.output_gelu(self.output_ffn(out)))
+
+    def inference_input(self, item_seq: torch.Tensor,
+                        item_seq_len: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RecBole's ``reconstruct_test_data``, vectorised: the mask token after the last item,
+        then the oldest column dropped."""
+        seq = torch.cat([item_seq, item_seq.new_zeros(item_seq.size(0), 1)], dim=1)
+        seq[torch.arange(seq.size(0), device=seq.device), item_seq_len] = self.mask_token
+        return seq[:, 1:], item_seq_len - 1
 
     def item_scores_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.item_embedding.weight[: self.n_items], self.output_bias
@@ -133,7 +191,7 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
         masked[last_only] = False
         pick = last_only | ~masked.any(1)
         masked[pick, last[pick]] = True
-        hidden = self.forward(item_seq.masked_fill(masked, self.mask_token))
+        hidden = self.sequence_output(item_seq.masked_fill(masked, self.mask_token))
         return hidden[masked], item_seq[masked], torch.nonzero(masked)[:, 0]
 
 

@@ -23,6 +23,29 @@ from recbole.trainer import Trainer
 from bench.backbones import TARGET_SEQ
 
 
+def training_windows(split) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Each training user's window: the last ``max_len + 1`` items of their training part.
+
+    Returns the users (internal ids, ascending), the windows (right-padded) and their lengths.
+    A user whose training part has a single item has no training target and no window.
+    Taken from RecBole's augmented training rows: a user's last row holds the last ``max_len``
+    items before their last training target.
+    """
+    cfg = split.config
+    seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
+    f = split.inter_feat
+    uid = f[split.uid_field].numpy()
+    users, first_from_end = np.unique(uid[::-1], return_index=True)
+    last_row = len(uid) - 1 - first_from_end
+    seq = f[seq_field][last_row]
+    seq_len = f[cfg["ITEM_LIST_LENGTH_FIELD"]][last_row]
+    target = f[split.iid_field][last_row]
+    windows = torch.zeros((len(last_row), cfg["MAX_ITEM_LIST_LENGTH"] + 1), dtype=torch.long)
+    windows[:, : seq.size(1)] = seq
+    windows[torch.arange(len(last_row)), seq_len] = target
+    return torch.from_numpy(users), windows, (seq_len + 1).numpy()
+
+
 class Seq2SeqTrainLoader:
     """One training window per user, dynamically padded, shuffled deterministically per epoch."""
 
@@ -35,21 +58,9 @@ class Seq2SeqTrainLoader:
         self.bucket_batches = bucket_batches
         self.seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
         self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
-        self.windows, self.lengths = self._windows(train_split, cfg["MAX_ITEM_LIST_LENGTH"])
+        self.uid_field = train_split.uid_field
+        self.users, self.windows, self.lengths = training_windows(train_split)
         self.epoch = 0
-
-    def _windows(self, split, max_len: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Each user's last augmented row = the last ``max_len`` items before their last target."""
-        f = split.inter_feat
-        uid = f[split.uid_field].numpy()
-        last_row = len(uid) - 1 - np.unique(uid[::-1], return_index=True)[1]
-        seq = f[self.seq_field][last_row]
-        seq_len = f[self.len_field][last_row]
-        target = f[split.iid_field][last_row]
-        windows = torch.zeros((len(last_row), max_len + 1), dtype=torch.long)
-        windows[:, : seq.size(1)] = seq
-        windows[torch.arange(len(last_row)), seq_len] = target
-        return windows, (seq_len + 1).numpy()
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.lengths) / self.batch_size))
@@ -72,13 +83,14 @@ class Seq2SeqTrainLoader:
             inputs = win[:, : width - 1].clone()
             inputs[torch.arange(width - 1) >= (lens - 1).view(-1, 1)] = 0  # drop each last item
             return Interaction({self.seq_field: inputs, self.len_field: lens - 1,
-                                TARGET_SEQ: win[:, 1:width]})
+                                TARGET_SEQ: win[:, 1:width], self.uid_field: self.users[rows]})
         # masked: the last ``max_len`` items of the window (drop the oldest if the window is full)
         full = lens == win.size(1)
         seq = win[:, :-1].clone()
         seq[full] = win[full, 1:]
         lens = lens - full.long()
-        return Interaction({self.seq_field: seq[:, : int(lens.max())], self.len_field: lens})
+        return Interaction({self.seq_field: seq[:, : int(lens.max())], self.len_field: lens,
+                            self.uid_field: self.users[rows]})
 
     def __iter__(self) -> Iterator[Interaction]:
         rng = np.random.default_rng([self.seed, self.epoch])

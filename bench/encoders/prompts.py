@@ -74,3 +74,31 @@ def item_prompts(items: pd.DataFrame, fields: list[str], tpl: PromptTemplate) ->
         attrs = [f"{f} is {_value(v, tpl)}" for f, v in zip(fields, row, strict=True) if str(v).strip()]
         prompts.append(f"{tpl.instruction} \n " + ("; ".join(attrs) or "title is unknown"))
     return prompts
+
+
+# LLM-ESR's user prompt (methods.md §2.1): the names of the items in the training part of the
+# sequence. The originals' Fashion and Beauty notebooks both say "fashions"; kept as released.
+USER_NOUNS = {"poi": "point of interests", "fashion": "fashions", "beauty": "fashions",
+              "product": "products"}
+USER_PROMPT_VERSION = 1
+
+
+def user_template_id(dataset_cfg: dict, name_field: str, max_chars: int) -> str:
+    domain = dataset_cfg.get("prompt_domain") or "product"
+    blob = json.dumps({"v": USER_PROMPT_VERSION, "noun": USER_NOUNS.get(domain, "products"),
+                       "field": name_field, "chars": max_chars}, sort_keys=True)
+    return f"user-{domain}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def user_prompts(histories: list[list[str]], names: dict[str, str], dataset_cfg: dict,
+                 max_chars: int = 8000) -> list[str]:
+    """One prompt per user from the item ids of their training part (oldest first):
+    ``"The user has visited following <noun>: \\n<names joined by ', '> \\nplease conclude the
+    user's perference."`` with the history cut to its last ``max_chars`` characters."""
+    noun = USER_NOUNS.get(dataset_cfg.get("prompt_domain") or "product", "products")
+    out = []
+    for items in histories:
+        history = ", ".join(" ".join(str(names.get(i, "")).split()) or "unknown" for i in items)
+        out.append(f"The user has visited following {noun}: \n{history[-max_chars:]} \n"
+                   "please conclude the user's perference.")
+    return out

@@ -21,7 +21,7 @@ from bench.data.prepared import PreparedDataset, sha256_file
 from bench.encoders.cache import ArrayCache, cache_key
 from bench.encoders.models import (LanguageModel, batch_limits, encode, load_language_model, model_directory,
                                    resolve_device_dtype, weights_hash)
-from bench.encoders.prompts import item_prompts, template_for
+from bench.encoders.prompts import item_prompts, template_for, user_prompts, user_template_id
 from bench.errors import BenchError
 
 
@@ -110,30 +110,75 @@ def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
         raise BenchError(f"dataset '{prepared.name}' has no item text (ID-only); text encoders "
                          "need text, or bring embeddings with encoder=precomputed encoder.path=...")
     tpl = template_for(dataset_cfg)
+    parts = {"template": tpl.id, "fields": prepared.text_fields, "dataset": prepared.fingerprint,
+             "stage": stage}
+    return _encoded_table("items", lambda: item_prompts(prepared.items, prepared.text_fields, tpl),
+                          parts, f"{tpl.id}/{stage}", encoder_cfg, cache_dir, progress, lm, model,
+                          only_cached)
+
+
+def user_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
+                    encoder_cfg: dict[str, Any], cache_dir: Path, progress: bool = True,
+                    max_chars: int = 8000) -> tuple[list[str], EmbeddingTable]:
+    """LM embeddings of LLM-ESR's user prompts (the names of each user's training items).
+
+    Returns the user ids (prepared order) and their vectors, cached like item embeddings. With
+    ``encoder=precomputed``, ``encoder.user_path`` names the user table (row k = user id k+1,
+    as LLM-ESR releases ``usr_emb_np.pkl``).
+    """
+    users = prepared.interactions["user"].drop_duplicates().tolist()
+    if encoder_cfg.get("kind") == "precomputed":
+        path = Path(str(encoder_cfg.get("user_path") or "")).expanduser()
+        if not str(encoder_cfg.get("user_path") or ""):
+            raise BenchError("user embeddings with encoder=precomputed need encoder.user_path="
+                             "<.npy or .pkl of user vectors>; or switch the user-side stage off")
+        vectors = load_precomputed(path, users, int(encoder_cfg.get("row_offset", 1)))
+        return users, EmbeddingTable(vectors, f"precomputed:{path.name}@{sha256_file(path)[:12]}",
+                                     {"kind": "precomputed", "path": str(path)})
+    if not prepared.text_fields:
+        raise BenchError(f"dataset '{prepared.name}' has no item text, so no user prompts; bring "
+                         "user embeddings with encoder=precomputed encoder.user_path=...")
+    name_field = dataset_cfg.get("name_field") or prepared.text_fields[0]
+    names = dict(zip(prepared.items["item"], prepared.items[name_field], strict=True))
+    inter = prepared.interactions
+    from_end = inter.groupby("user", sort=False).cumcount(ascending=False)
+    train = inter[from_end >= 2].groupby("user", sort=False)["item"].agg(list)
+    histories = [train.get(u, []) for u in users]
+    tpl_id = user_template_id(dataset_cfg, name_field, max_chars)
+    parts = {"template": tpl_id, "dataset": prepared.fingerprint, "stage": "users"}
+    table = _encoded_table("users", lambda: user_prompts(histories, names, dataset_cfg, max_chars),
+                           parts, f"{tpl_id}/users", encoder_cfg, cache_dir, progress)
+    return users, table
+
+
+def _encoded_table(kind: str, make_texts, parts: dict[str, Any], label: str,
+                   encoder_cfg: dict[str, Any], cache_dir: Path, progress: bool,
+                   lm: LanguageModel | None = None, model=None,
+                   only_cached: bool = False) -> EmbeddingTable | None:
+    """Texts -> vectors through the content-addressed cache; the key is checked before any
+    model is loaded, and the texts are only built on a miss."""
     max_length = int(encoder_cfg.get("max_length", 256))
-    parts = {**encoder_identity(encoder_cfg, cache_dir), "template": tpl.id,
-             "fields": prepared.text_fields, "dataset": prepared.fingerprint,
-             "max_length": max_length, "stage": stage}
+    parts = {**encoder_identity(encoder_cfg, cache_dir), **parts, "max_length": max_length}
     key = cache_key(**parts)
     store = ArrayCache(Path(cache_dir) / "embeddings")
-    vectors = store.load("items", key)  # checked before any model is loaded
-    encoder_id = f"{encoder_cfg.get('name')}@{parts['weights'][:12]}/{parts['pooling']}/{tpl.id}/{stage}"
+    vectors = store.load(kind, key)
+    encoder_id = f"{encoder_cfg.get('name')}@{parts['weights'][:12]}/{parts['pooling']}/{label}"
     info = {"kind": "hf", "encoder": encoder_id, "cache_key": key, "cache_hit": vectors is not None}
     if vectors is None and only_cached:
         return None
     if vectors is not None:
-        info["built"] = store.figures("items", key)
-    if vectors is None:
-        lm = lm or load_language_model(encoder_cfg, cache_dir)
-        prompts = item_prompts(prepared.items, prepared.text_fields, tpl)
-        start = time.perf_counter()
-        vectors = encode(lm, prompts, max_length, *batch_limits(encoder_cfg, lm.device), progress,
-                         model=model)
-        seconds = time.perf_counter() - start
-        info.update(seconds=seconds, texts_per_second=len(prompts) / seconds)
-        store.save("items", key, vectors, parts,
-                    {"seconds": seconds, "texts_per_second": len(prompts) / seconds,
-                     "device": str(lm.device)})
+        info["built"] = store.figures(kind, key)
+        return EmbeddingTable(vectors, encoder_id, info)
+    lm = lm or load_language_model(encoder_cfg, cache_dir)
+    texts = make_texts()
+    start = time.perf_counter()
+    vectors = encode(lm, texts, max_length, *batch_limits(encoder_cfg, lm.device), progress,
+                     model=model)
+    seconds = time.perf_counter() - start
+    info.update(seconds=seconds, texts_per_second=len(texts) / seconds)
+    store.save(kind, key, vectors, parts, {"seconds": seconds, "n_texts": len(texts),
+                                           "texts_per_second": len(texts) / seconds,
+                                           "device": str(lm.device)})
     return EmbeddingTable(vectors, encoder_id, info)
 
 

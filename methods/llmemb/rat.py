@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.item_tables import TextItemTable, linear_adapter
+
 
 def soft_contrastive(x: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
     """LLMEmb's ``Contrastive_Loss2``: the SCFT loss with a fixed temperature (P x P)."""
@@ -43,41 +45,16 @@ def grouped_soft_contrastive(x: torch.Tensor, y: torch.Tensor, counts: torch.Ten
     return ((counts * row_loss).sum() + (counts * col_loss).sum()) / (2 * n)
 
 
-class AdaptedItemTable(nn.Module):
-    """Frozen LLM table -> adapter -> item vectors, with an optional alignment term."""
+class AdaptedItemTable(TextItemTable):
+    """Frozen LLM table -> two-layer adapter -> item vectors, with the alignment term."""
 
     def __init__(self, llm_table: torch.Tensor, out_dim: int, hidden: int, extra_rows: int = 0,
                  teacher: torch.Tensor | None = None, alpha: float = 0.0, tau: float = 2.0):
-        super().__init__()
-        self.llm = nn.Parameter(llm_table.float(), requires_grad=False)  # counted as frozen
-        self.adapter = nn.Sequential(nn.Linear(llm_table.size(1), hidden), nn.Linear(hidden, out_dim))
-        for layer in self.adapter:
-            nn.init.xavier_normal_(layer.weight)  # the originals' init for >= 2-D parameters
-        self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
+        super().__init__(llm_table, linear_adapter(llm_table.size(1), hidden, out_dim), out_dim,
+                         extra_rows)
         self.teacher = (nn.Parameter(teacher.float(), requires_grad=False)
                         if teacher is not None and alpha > 0 else None)
         self.alpha, self.tau = float(alpha), float(tau)
-        self.embedding_dim = out_dim
-        self.n_llm_rows = llm_table.size(0)
-
-    def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
-        vec = self.adapter(self.llm[ids])
-        return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be."""
-        table = self._adapt(torch.arange(self.n_llm_rows, device=self.llm.device))
-        return table if self.extra is None else torch.cat([table, self.extra], dim=0)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.extra is None:
-            return self._adapt(ids)
-        is_extra = ids >= self.n_llm_rows
-        out = self._adapt(ids.clamp(max=self.n_llm_rows - 1))
-        if is_extra.any():
-            out = torch.where(is_extra.unsqueeze(-1), self.extra[(ids - self.n_llm_rows).clamp(min=0)], out)
-        return out
 
     def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor | int:
         if self.teacher is None:

@@ -1,0 +1,62 @@
+"""Item tables built from frozen language-model vectors, as drop-in ``item_embedding`` modules.
+
+LLMEmb, LLM-ESR and AlphaRec all turn a frozen table of LM item vectors into the backbone's
+item vectors through a small trainable mapping. ``TextItemTable`` is that shared piece: it
+behaves like ``nn.Embedding`` (``forward(ids)`` and ``.weight``), so a RecBole backbone reads it
+for both its inputs and its scoring without knowing. Row 0 (padding) is zero; rows past the LM
+table (BERT4Rec's mask token) are learned vectors initialised N(0, 0.01²).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def linear_adapter(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear -> Linear, no activation (LLMEmb's and LLM-ESR's adapter), Xavier-normal weights
+    as the originals initialise every >= 2-D parameter."""
+    adapter = nn.Sequential(nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim))
+    for layer in adapter:
+        nn.init.xavier_normal_(layer.weight)
+    return adapter
+
+
+def mlp_adapter(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """Linear -> LeakyReLU -> Linear (AlphaRec's mapping), Xavier-normal weights."""
+    mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, out_dim))
+    for layer in (mlp[0], mlp[2]):
+        nn.init.xavier_normal_(layer.weight)
+    return mlp
+
+
+class TextItemTable(nn.Module):
+    """Frozen LM table (rows in the backbone's item order) -> trainable mapping -> item vectors."""
+
+    def __init__(self, llm_table: torch.Tensor, mapping: nn.Module, out_dim: int,
+                 extra_rows: int = 0):
+        super().__init__()
+        self.llm = nn.Parameter(llm_table.float(), requires_grad=False)  # counted as frozen
+        self.adapter = mapping
+        self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
+        self.embedding_dim = out_dim
+        self.n_llm_rows = llm_table.size(0)
+
+    def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
+        vec = self.adapter(self.llm[ids])
+        return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be."""
+        table = self._adapt(torch.arange(self.n_llm_rows, device=self.llm.device))
+        return table if self.extra is None else torch.cat([table, self.extra], dim=0)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.extra is None:
+            return self._adapt(ids)
+        is_extra = ids >= self.n_llm_rows
+        out = self._adapt(ids.clamp(max=self.n_llm_rows - 1))
+        if is_extra.any():
+            extra = self.extra[(ids - self.n_llm_rows).clamp(min=0, max=self.extra.size(0) - 1)]
+            out = torch.where(is_extra.unsqueeze(-1), extra, out)
+        return out
