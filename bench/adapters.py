@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.backbones import BACKBONES
+from bench.backbones import SEQUENTIAL
 from bench.data.prepared import PreparedDataset
 from bench.errors import BenchError, unknown_name
 
@@ -39,13 +39,18 @@ class MethodAdapter:
 
     name: str = ""
     paper: str = ""
-    backbones: tuple[str, ...] = tuple(BACKBONES)
+    backbones: tuple[str, ...] = tuple(SEQUENTIAL)  # sequence models; add "lightgcn" if graph CF works
     uses_text: bool = False
 
     def prepare(self, ctx: BuildContext) -> None:
         """One-off stages before the model is built (LLM fine-tuning, embedding extraction, a
         teacher model), cached by the adapter. Called before the run's seed is set, so caching
         cannot change the model's initialisation. Put their costs in ``ctx.extras["one_off"]``."""
+
+    def batch_size(self, ctx: BuildContext) -> int:
+        """Training windows (users) per step; the protocol's ``train.batch_size`` unless a
+        method's native training says otherwise (the record keeps the value used)."""
+        return int(ctx.run_cfg["train"]["batch_size"])
 
     def build_model(self, ctx: BuildContext):
         raise NotImplementedError(f"{type(self).__name__}.build_model")

@@ -39,6 +39,18 @@ class Seq2SeqMixin:
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.bench_loss = config["bench_loss"] or "ce"  # RecBole's loss_type stays "CE" (unused)
+        # Set by a method that scores by cosine similarity / temperature (AlphaRec) and trains
+        # with a sampled softmax (InfoNCE over that many uniform negatives) instead of the
+        # protocol's loss. None keeps dot products and the protocol's loss.
+        self.cosine_tau: float | None = None
+        self.sampled_negatives: int | None = None
+
+    def score_pair(self, user: torch.Tensor,
+                   table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item vectors as they are compared (normalised / tau under cosine scoring)."""
+        if self.cosine_tau is None:
+            return user, table
+        return F.normalize(user, dim=-1) / self.cosine_tau, F.normalize(table, dim=-1)
 
     def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
         """The backbone's treatment of embedded inputs (B, L, d) before its layers."""
@@ -60,16 +72,19 @@ class Seq2SeqMixin:
         seq, pos = self.inference_input(item_seq, item_seq_len)
         return self.gather_indexes(self.sequence_output(seq), pos)
 
+    def inference_user(self, interaction: Interaction) -> torch.Tensor:
+        return self.user_vector(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+
     def full_sort_predict(self, interaction: Interaction) -> torch.Tensor:
-        user = self.user_vector(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         table, bias = self.item_scores_table()
+        user, table = self.score_pair(self.inference_user(interaction), table)
         scores = user @ table.T
         return scores if bias is None else scores + bias
 
     def predict(self, interaction: Interaction) -> torch.Tensor:
         """Scores of ``interaction[ITEM_ID]`` only (RecBole's sampled evaluation)."""
-        user = self.user_vector(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         table, bias = self.item_scores_table()
+        user, table = self.score_pair(self.inference_user(interaction), table)
         items = interaction[self.ITEM_ID]
         scores = (user * table[items]).sum(-1)
         return scores if bias is None else scores + bias[items]
@@ -95,6 +110,9 @@ class Seq2SeqMixin:
     def _rec_loss(self, interaction: Interaction, hidden: torch.Tensor, targets: torch.Tensor,
                   rows: torch.Tensor) -> torch.Tensor:
         table, bias = self.item_scores_table()
+        hidden, table = self.score_pair(hidden, table)
+        if self.sampled_negatives:
+            return self._sampled_softmax(interaction, hidden, table, targets, rows)
         if self.bench_loss == "ce":
             # Classes are items 1..n-1: the padding id is sliced off rather than filled with
             # -inf, which would cost a full copy of the (positions x items) logits.
@@ -110,10 +128,26 @@ class Seq2SeqMixin:
         return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
                 + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
 
+    def _sampled_softmax(self, interaction: Interaction, hidden: torch.Tensor, table: torch.Tensor,
+                         targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """InfoNCE: the target against ``sampled_negatives`` uniform items per position; a
+        negative that is in the user's window is masked out."""
+        seen = self._window(interaction)[rows]
+        neg = torch.randint(1, self.n_items, (rows.numel(), self.sampled_negatives),
+                            device=rows.device)
+        clash = (neg.unsqueeze(-1) == seen.unsqueeze(1)).any(-1)
+        pos = (hidden * table[targets]).sum(-1, keepdim=True)
+        negs = torch.einsum("pd,pkd->pk", hidden, table[neg]).masked_fill(clash, float("-inf"))
+        logits = torch.cat([pos, negs], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    def _window(self, interaction: Interaction) -> torch.Tensor:
+        fields = [self.ITEM_SEQ] + ([TARGET_SEQ] if TARGET_SEQ in interaction.interaction else [])
+        return torch.cat([interaction[f] for f in fields], dim=1)
+
     def _sample_negatives(self, interaction: Interaction, rows: torch.Tensor) -> torch.Tensor:
         """One uniform negative per supervised position, re-drawn while it is in the window."""
-        fields = [self.ITEM_SEQ] + ([TARGET_SEQ] if TARGET_SEQ in interaction.interaction else [])
-        seen = torch.cat([interaction[f] for f in fields], dim=1)[rows]  # the user's window
+        seen = self._window(interaction)[rows]  # the user's window
         neg = torch.randint(1, self.n_items, rows.shape, device=rows.device)
         for _ in range(20):
             clash = (seen == neg.unsqueeze(1)).any(1)
@@ -195,5 +229,14 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
         return hidden[masked], item_seq[masked], torch.nonzero(masked)[:, 0]
 
 
-BACKBONES: dict[str, type] = {"sasrec": Seq2SeqSASRec, "bert4rec": Seq2SeqBERT4Rec,
-                              "gru4rec": Seq2SeqGRU4Rec}
+SEQUENTIAL: dict[str, type] = {"sasrec": Seq2SeqSASRec, "bert4rec": Seq2SeqBERT4Rec,
+                               "gru4rec": Seq2SeqGRU4Rec}
+
+
+def _all_backbones() -> dict[str, type]:
+    from bench.graph_backbone import LightGCN  # imports this module's mixin
+
+    return {**SEQUENTIAL, "lightgcn": LightGCN}
+
+
+BACKBONES: dict[str, type] = _all_backbones()

@@ -218,8 +218,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     prepare_seconds = time.perf_counter() - prepare_start
     init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
-    loader = Seq2SeqTrainLoader(splits[0], t["batch_size"], backbone_cls.objective, key.seed,
-                                t["bucket_batches"])
+    loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
+                                key.seed, t["bucket_batches"])
 
     def valid_fn():
         ranks = rank_targets(model, valid, t["eval_batch_size"], device)
@@ -275,7 +275,7 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
                     "valid": {"NDCG@10": trainer.best_valid_score, "best_epoch": trainer.best_epoch}},
         "training": {"epochs_run": len(trainer.epoch_seconds), "best_epoch": trainer.best_epoch,
                      "valid_ndcg10_per_epoch": trainer.valid_history,
-                     "train_windows": len(loader.lengths)},
+                     "train_windows": len(loader.lengths), "batch_size": loader.batch_size},
         "efficiency": {
             "device": str(device), "data_seconds": timing["data"],
             "train_seconds": timing["train"], "epoch_seconds": trainer.epoch_seconds,

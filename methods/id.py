@@ -10,7 +10,9 @@ from bench.adapters import BuildContext, MethodAdapter
 
 class IdOnly(MethodAdapter):
     name = "id"
-    paper = "Kang & McAuley 2018 (SASRec); Sun et al. 2019 (BERT4Rec); Hidasi et al. 2016 (GRU4Rec)"
+    paper = ("Kang & McAuley 2018 (SASRec); Sun et al. 2019 (BERT4Rec); Hidasi et al. 2016 "
+             "(GRU4Rec); He et al. 2020 (LightGCN)")
+    backbones = ("sasrec", "bert4rec", "gru4rec", "lightgcn")
 
     def build_model(self, ctx: BuildContext):
         return ctx.backbone(ctx.recbole_config, ctx.train_dataset)

@@ -117,6 +117,23 @@ def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
                           only_cached)
 
 
+def item_title_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
+                          encoder_cfg: dict[str, Any], cache_dir: Path,
+                          progress: bool = True) -> EmbeddingTable:
+    """Embeddings of each item's name alone, no prompt (AlphaRec encodes titles only).
+
+    The name is ``dataset.name_field`` or the first text field; an item without one is
+    ``unknown``. ``encoder=precomputed`` returns the user's table as ``item_embeddings`` does.
+    """
+    if encoder_cfg.get("kind") == "precomputed" or not prepared.text_fields:
+        return item_embeddings(prepared, dataset_cfg, encoder_cfg, cache_dir, progress)
+    field = dataset_cfg.get("name_field") or prepared.text_fields[0]
+    names = [" ".join(str(v).split()) or "unknown" for v in prepared.items[field]]
+    parts = {"template": f"name-only:{field}", "dataset": prepared.fingerprint, "stage": "names"}
+    return _encoded_table("items", lambda: names, parts, f"name-only:{field}", encoder_cfg,
+                          cache_dir, progress)
+
+
 def user_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
                     encoder_cfg: dict[str, Any], cache_dir: Path, progress: bool = True,
                     max_chars: int = 8000) -> tuple[list[str], EmbeddingTable]:

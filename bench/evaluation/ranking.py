@@ -57,6 +57,7 @@ def rank_targets(model, split: EvalSplit, batch_size: int,
     model.eval()
     ranks = []
     cfg_seq, cfg_len = model.ITEM_SEQ, model.ITEM_SEQ_LEN
+    uid_field = getattr(model, "USER_ID", None)
     # Users in length order, each batch trimmed to its longest sequence: trailing padding changes
     # no output (causal mask / masked padding keys), so this only saves work.
     order = torch.argsort(split.item_seq_len, stable=True)
@@ -64,7 +65,10 @@ def rank_targets(model, split: EvalSplit, batch_size: int,
         sl = order[start: start + batch_size]
         lens = split.item_seq_len[sl]
         seq = split.item_seq[sl, : int(lens.max())]
-        inter = Interaction({cfg_seq: seq, cfg_len: lens}).to(device)
+        fields = {cfg_seq: seq, cfg_len: lens}
+        if uid_field:  # graph models (LightGCN, AlphaRec) score users by id
+            fields[uid_field] = split.user[sl]
+        inter = Interaction(fields).to(device)
         scores = model.full_sort_predict(inter).view(-1, model.n_items).cpu()
         target = split.target[sl]
         if split.negatives is not None:

@@ -1,0 +1,80 @@
+"""AlphaRec and the LightGCN backbone: sparse graph, user means, cosine InfoNCE, both variants."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.config import compose
+from bench.graph_backbone import normalized_adjacency
+from bench.records import read_record
+from bench.runner import execute
+from methods.alpharec import mlp_hidden, user_means
+
+from conftest import tiny_overrides
+
+
+def test_adjacency_is_sparse_symmetric_normalised():
+    users, items = torch.tensor([1, 1, 2]), torch.tensor([1, 2, 2])
+    adj = normalized_adjacency(users, items, n_users=3, n_items=3)
+    assert adj.is_sparse
+    dense = adj.to_dense()
+    assert torch.allclose(dense, dense.T)
+    # user 1 (degree 2) - item 1 (degree 1): 1 / sqrt(2 * 1); user 2 (1) - item 2 (2)
+    assert dense[1, 3 + 1].item() == pytest.approx(2 ** -0.5)
+    assert dense[2, 3 + 2].item() == pytest.approx(2 ** -0.5)
+    assert dense[0].abs().sum() == 0  # the padding user has no edges
+
+
+def test_user_means_and_mlp_width():
+    llm = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    means = user_means(llm, torch.tensor([1, 1, 2]), torch.tensor([1, 2, 2]), n_users=4)
+    assert torch.allclose(means, torch.tensor([[0, 0], [0.5, 0.5], [0, 1], [0, 0]]))
+    assert mlp_hidden(3072, None) == 1536 and mlp_hidden(384, None) == 3072
+    assert mlp_hidden(384, 100) == 100
+
+
+@pytest.fixture(scope="module")
+def alpha_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("alpharec")
+
+
+@pytest.mark.parametrize("backbone,variant", [("lightgcn", "graph"), ("sasrec", "sequential")])
+def test_alpharec_variants_end_to_end(alpha_dir, backbone, variant):
+    from bench.adapters import load_adapter
+    from bench.data.prepared import export_recbole
+    from bench.data.sources import prepare
+    from bench.runner import resolve_device, train_and_test
+
+    cfg = compose(tiny_overrides(alpha_dir, "method=alpharec", f"backbone={backbone}",
+                                 "train.epochs=2", "method.mlp_hidden=64"))
+    cache = alpha_dir / "cache"
+    prepared = prepare(cfg["dataset"], cache)
+    art = train_and_test(cfg, load_adapter("alpharec"), prepared,
+                         export_recbole(prepared, cache / "recbole"), resolve_device("cpu"))
+    model = art.model
+    assert art.record["efficiency"]["one_off"]["variant"] == variant
+    assert not model.item_embedding.llm.requires_grad  # the LM table stays frozen
+    model.eval()
+    scores = model.full_sort_predict(_eval_batch(model, art.test))
+    assert scores.abs().max() <= 1 / 0.15 + 1e-4  # cosine / tau
+    if backbone == "lightgcn":
+        assert model.user_embedding.adapter is model.item_embedding.adapter  # one MLP for both
+        assert model.adjacency.is_sparse
+        assert art.record["training"]["batch_size"] == 512
+
+
+def _eval_batch(model, split):
+    from recbole.data.interaction import Interaction
+
+    return Interaction({model.ITEM_SEQ: split.item_seq[:8], model.ITEM_SEQ_LEN: split.item_seq_len[:8],
+                        model.USER_ID: split.user[:8]})
+
+
+def test_id_lightgcn_runs_and_graph_methods_are_refused_where_unsupported(tmp_path):
+    out = execute(compose(tiny_overrides(tmp_path, "backbone=lightgcn", "train.epochs=2")))
+    rec = read_record(out.record_path)
+    assert rec["key"]["backbone"] == "lightgcn" and rec["metrics"]["test"]["overall"]["HR@10"] >= 0
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="does not support backbone 'lightgcn'"):
+        execute(compose(tiny_overrides(tmp_path, "method=llm_esr", "backbone=lightgcn")))
