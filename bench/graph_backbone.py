@@ -18,7 +18,7 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from bench.backbones import TARGET_SEQ, Seq2SeqMixin
+from bench.backbones import Seq2SeqMixin
 
 
 def training_edges(train_split) -> tuple[torch.Tensor, torch.Tensor]:
