@@ -31,7 +31,9 @@ class BuildContext:
     cache_dir: Path
     run_cfg: dict[str, Any] = field(default_factory=dict)  # the whole resolved run config
     device: Any = "cpu"  # torch.device the model will train on
-    extras: dict[str, Any] = field(default_factory=dict)  # adapter state; "one_off" -> record
+    # adapter state; "one_off" -> record["efficiency"]["one_off"] (one-off stages and their
+    # costs), "record_info" -> record["method_info"] (e.g. which variant of a method ran)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class MethodAdapter:

@@ -254,6 +254,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     timing = {"data": data_seconds, "train": train_seconds, "test_eval": eval_seconds}
     record = _make_record(cfg, key, prepared, dataset, model, trainer, loader, metrics, timing,
                           n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
+    record["method_info"] = ctx.extras.get("record_info", {})  # what the adapter says it ran
     record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
     record["efficiency"]["prepare_seconds"] = prepare_seconds
     record["provenance"]["git"] = code_at_start

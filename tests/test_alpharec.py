@@ -52,7 +52,7 @@ def test_alpharec_variants_end_to_end(alpha_dir, backbone, variant):
     art = train_and_test(cfg, load_adapter("alpharec"), prepared,
                          export_recbole(prepared, cache / "recbole"), resolve_device("cpu"))
     model = art.model
-    assert art.record["efficiency"]["one_off"]["variant"] == variant
+    assert art.record["method_info"]["variant"] == variant
     assert not model.item_embedding.llm.requires_grad  # the LM table stays frozen
     model.eval()
     scores = model.full_sort_predict(_eval_batch(model, art.test))

@@ -157,6 +157,7 @@ def test_llm_esr_end_to_end_record(esr_dir, built):
     assert one_off["similar_users"]["cache_hit"] and one_off["embedding"]["cache_hit"]
     assert one_off["user_embedding"]["cache_hit"]
     assert rec["provenance"]["encoder"].startswith("minilm@")
+    assert rec["method_info"]["cross_attention"] == "causal"  # the departure is on record
     again = execute(compose(tiny_overrides(esr_dir, "method=llm_esr", "train.epochs=2")), force=True)
     assert again.record["efficiency"]["one_off"]["similar_users"]["cache_hit"] is True
     assert again.record["metrics"] == rec["metrics"]  # cached stages do not change the numbers

@@ -76,8 +76,10 @@ class AlphaRec(MethodAdapter):
             model.user_embedding = TextItemTable(means, mlp, dim)  # the same MLP maps users
         model.cosine_tau = float(m["tau"])
         model.sampled_negatives = int(m["negatives"])
-        ctx.extras["variant"] = "graph" if isinstance(model, LightGCN) else "sequential"
-        ctx.extras.setdefault("one_off", {})["variant"] = ctx.extras["variant"]
+        ctx.extras["record_info"] = {
+            "variant": "graph" if isinstance(model, LightGCN) else "sequential",
+            "mlp_hidden": mlp[0].out_features, "tau": model.cosine_tau,
+            "negatives": model.sampled_negatives}
         return model
 
     def encoder_id(self, ctx: BuildContext) -> str | None:

@@ -80,6 +80,11 @@ class LLMESR(MethodAdapter):
                      if m["pca_init"] else None)
         hidden = int(m["adapter_hidden"] or max(1, llm.size(1) // 2))
         model.setup_views(llm, pca_table, hidden, bool(m["cross_attention"]), int(m["heads"]))
+        ctx.extras["record_info"] = {
+            "cross_attention": ("off" if not m["cross_attention"] else
+                                "causal" if model.objective == "causal" else "bidirectional"),
+            "id_view_init": "pca" if m["pca_init"] else "random", "adapter_hidden": hidden,
+            "self_distillation": bool(m["sd"])}
         if m["sd"]:
             users, windows, lengths = training_windows(ctx.train_dataset)
             model.setup_distillation(float(m["sd_alpha"]), x["neighbours"], users, windows,
