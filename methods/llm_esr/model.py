@@ -118,13 +118,26 @@ class DualViewMixin:
             teacher = teacher.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
         return F.mse_loss(anchor[rows], teacher[rows])
 
-    def _window_vectors(self, slots: torch.Tensor) -> torch.Tensor:
-        """User vectors of training windows, read as the anchors are read in training."""
+    def _window_vectors(self, slots: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """User vectors of training windows, read as the anchors are read in training.
+
+        Neighbours are random users of every length: they are sorted by length and run in
+        chunks, each padded to its own longest window (one batch padded to the longest of
+        ~1,000 windows costs several times more; padding changes no output)."""
+        order = torch.argsort(self.sd_lengths[slots], stable=True)
+        out = torch.empty(slots.numel(), self.item_embedding.embedding_dim * 2,
+                          device=slots.device)
+        for start in range(0, slots.numel(), chunk):
+            part = order[start: start + chunk]
+            out[part] = self._chunk_vectors(slots[part])
+        return out
+
+    def _chunk_vectors(self, slots: torch.Tensor) -> torch.Tensor:
         win, lens = self.sd_windows[slots], self.sd_lengths[slots]
         if self.objective == "causal":  # input = the window without its last item
             lens = lens - 1
             width = int(lens.max())
-            seq = win[:, :width].clone()
+            seq = win[:, :width].clone()  # trimmed to this chunk's longest input
             seq[torch.arange(width, device=seq.device) >= lens.view(-1, 1)] = 0
         else:  # masked: the last max_len items, as the training loader gives them
             full = lens == win.size(1)
