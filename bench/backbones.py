@@ -44,6 +44,13 @@ class Seq2SeqMixin:
         # protocol's loss. None keeps dot products and the protocol's loss.
         self.cosine_tau: float | None = None
         self.sampled_negatives: int | None = None
+        # Set by the runner (train.loss_reduction=constant): the expected number of supervised
+        # positions per batch. Losses are then summed and divided by it, so every target weighs
+        # the same whatever batch it lands in. None: the mean over the batch's positions.
+        self.position_norm: float | None = None
+
+    def _reduce(self, values: torch.Tensor) -> torch.Tensor:
+        return values.sum() / self.position_norm if self.position_norm else values.mean()
 
     def score_pair(self, user: torch.Tensor,
                    table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,14 +126,15 @@ class Seq2SeqMixin:
             logits = hidden @ table[1:].T
             if bias is not None:
                 logits = logits + bias[1:]
-            return F.cross_entropy(logits, targets - 1)
+            return self._reduce(F.cross_entropy(logits, targets - 1, reduction="none"))
         negatives = self._sample_negatives(interaction, rows)
         pos = (hidden * table[targets]).sum(-1)
         neg = (hidden * table[negatives]).sum(-1)
         if bias is not None:
             pos, neg = pos + bias[targets], neg + bias[negatives]
-        return (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
-                + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        return self._reduce(
+            F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos), reduction="none")
+            + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg), reduction="none"))
 
     def _sampled_softmax(self, interaction: Interaction, hidden: torch.Tensor, table: torch.Tensor,
                          targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -139,7 +147,7 @@ class Seq2SeqMixin:
         pos = (hidden * table[targets]).sum(-1, keepdim=True)
         negs = torch.einsum("pd,pkd->pk", hidden, table[neg]).masked_fill(clash, float("-inf"))
         logits = torch.cat([pos, negs], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(targets))
+        return self._reduce(F.cross_entropy(logits, torch.zeros_like(targets), reduction="none"))
 
     def _window(self, interaction: Interaction) -> torch.Tensor:
         fields = [self.ITEM_SEQ] + ([TARGET_SEQ] if TARGET_SEQ in interaction.interaction else [])

@@ -81,6 +81,8 @@ def validate(cfg: dict[str, Any]) -> None:
              "train.learning_rate", t["learning_rate"], "a number > 0")
     _require(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
              "train.weight_decay", t["weight_decay"], "a number >= 0")
+    _require(t["loss_reduction"] in ("batch_mean", "constant"), "train.loss_reduction",
+             t["loss_reduction"], "batch_mean or constant")
     _require(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, "seed", cfg["seed"], "an integer >= 0")
     _require(cfg["device"] in ("auto", "cpu", "cuda"), "device", cfg["device"], "auto, cpu or cuda")
     p = cfg["protocol"]

@@ -221,6 +221,9 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
                                 key.seed, t["bucket_batches"])
 
+    if t["loss_reduction"] == "constant":
+        model.position_norm = loader.positions_per_batch(float(getattr(model, "mask_ratio", 1.0)))
+
     def valid_fn():
         ranks = rank_targets(model, valid, t["eval_batch_size"], device)
         ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())

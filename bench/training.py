@@ -62,6 +62,12 @@ class Seq2SeqTrainLoader:
         self.users, self.windows, self.lengths = training_windows(train_split)
         self.epoch = 0
 
+    def positions_per_batch(self, mask_ratio: float = 1.0) -> float:
+        """Expected supervised positions in a full batch: for the causal objective every
+        position of a window but its first; for the masked one about ``mask_ratio`` of them."""
+        per_window = self.lengths - 1 if self.objective == "causal" else self.lengths * mask_ratio
+        return float(self.batch_size * np.maximum(per_window, 1).mean())
+
     def __len__(self) -> int:
         return int(np.ceil(len(self.lengths) / self.batch_size))
 
