@@ -59,3 +59,25 @@ def test_shuffling_is_deterministic_per_seed_and_epoch(trained):
     other = [b[loader.seq_field] for loader in [_loader(art, seed=4)] for b in loader]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other))
+
+
+def test_constant_loss_reduction_weighs_every_target_the_same(trained):
+    """``train.loss_reduction=constant``: sum over positions / a fixed number, so a target in a
+    batch of short windows weighs what a target in a batch of long windows weighs."""
+    art = trained("sasrec")
+    model = art.model
+    model.eval()  # no dropout: the same forward twice
+    loader = _loader(art, batch=16)
+    batch = next(iter(loader))
+    n_pos = int((batch[TARGET_SEQ] > 0).sum())
+    with torch.no_grad():
+        model.position_norm = None
+        mean_loss = model.calculate_loss(batch)
+        model.position_norm = float(n_pos)
+        same = model.calculate_loss(batch)
+        model.position_norm = 2.0 * n_pos
+        half = model.calculate_loss(batch)
+    model.position_norm = None
+    assert torch.allclose(mean_loss, same) and torch.allclose(half, mean_loss / 2)
+    lengths = loader.lengths
+    assert loader.positions_per_batch() == 16 * np.maximum(lengths - 1, 1).mean()
