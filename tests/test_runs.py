@@ -143,6 +143,11 @@ def test_losses_follow_the_protocol(trained):
     paper.eval()  # no dropout: the two computations below see the same hidden states
     fixed = torch.ones(int((batch["target_item_list"] > 0).sum()), dtype=torch.long)
     paper._sample_negatives = lambda inter, rows: fixed
+    # trained with train.loss_reduction=constant: the sum over positions / the expected count
+    # in a full training batch; here the batch's own count, which gives the mean
+    assert paper.position_norm and full.position_norm
+    norms = paper.position_norm, full.position_norm
+    paper.position_norm = full.position_norm = float(len(fixed))
     hidden, targets, _ = paper.supervised_positions(batch)
     table = paper.item_embedding.weight
     pos, neg = (hidden * table[targets]).sum(-1), (hidden * table[fixed]).sum(-1)
@@ -155,3 +160,4 @@ def test_losses_follow_the_protocol(trained):
     logits[:, 0] = float("-inf")
     ce = F.cross_entropy(logits, batch["target_item_list"][batch["target_item_list"] > 0])
     assert full.calculate_loss(batch).item() == pytest.approx(ce.item(), rel=1e-5)
+    paper.position_norm, full.position_norm = norms

@@ -70,6 +70,7 @@ def test_constant_loss_reduction_weighs_every_target_the_same(trained):
     loader = _loader(art, batch=16)
     batch = next(iter(loader))
     n_pos = int((batch[TARGET_SEQ] > 0).sum())
+    trained_norm = model.position_norm  # the session's shared model: put it back after
     with torch.no_grad():
         model.position_norm = None
         mean_loss = model.calculate_loss(batch)
@@ -77,7 +78,8 @@ def test_constant_loss_reduction_weighs_every_target_the_same(trained):
         same = model.calculate_loss(batch)
         model.position_norm = 2.0 * n_pos
         half = model.calculate_loss(batch)
-    model.position_norm = None
+    model.position_norm = trained_norm
+    assert trained_norm is not None  # the default: train.loss_reduction=constant
     assert torch.allclose(mean_loss, same) and torch.allclose(half, mean_loss / 2)
     lengths = loader.lengths
     assert loader.positions_per_batch() == 16 * np.maximum(lengths - 1, 1).mean()
