@@ -23,6 +23,7 @@ one sampled negative per position (not in the user's window), the two terms aver
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.data.interaction import Interaction
@@ -61,11 +62,16 @@ class Seq2SeqMixin:
 
     def input_layer(self, item_seq: torch.Tensor, item_emb: torch.Tensor) -> torch.Tensor:
         """The backbone's treatment of embedded inputs (B, L, d) before its layers."""
-        raise NotImplementedError  # each backbone below implements it
+        raise NotImplementedError(f"{type(self).__name__} has no sequence input layer")
 
     def encode(self, item_seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The backbone's layers over prepared inputs ``x`` (B, L, d): outputs at all positions."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no sequence layers")
+
+    def expected_positions(self, window_lengths: np.ndarray) -> np.ndarray:
+        """Supervised positions per training window (the constant loss reduction divides by
+        their mean x the batch size): every item but the first predicts under the causal mask."""
+        return np.maximum(window_lengths - 1, 1).astype(float)
 
     def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:  # (B, L, d)
         return self.encode(item_seq, self.input_layer(item_seq, self.item_embedding(item_seq)))
@@ -217,6 +223,13 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
 
     def item_scores_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.item_embedding.weight[: self.n_items], self.output_bias
+
+    def expected_positions(self, window_lengths: np.ndarray) -> np.ndarray:
+        """Masked positions per window, as ``supervised_positions`` draws them: the last item
+        only (share ``ft_ratio``), else ``mask_ratio`` of the items, at least one."""
+        lengths = np.minimum(window_lengths, self.max_seq_length).astype(float)
+        cloze = np.maximum(lengths * self.mask_ratio, 1.0)
+        return self.ft_ratio + (1 - self.ft_ratio) * cloze
 
     def supervised_positions(self, interaction: Interaction):
         """Cloze masking as RecBole's ``MaskItemSequence`` does it, per sequence.

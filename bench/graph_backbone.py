@@ -14,6 +14,7 @@ propagated tables are computed once per evaluation, not per batch.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
@@ -97,5 +98,5 @@ class LightGCN(Seq2SeqMixin, SequentialRecommender):
     def inference_user(self, interaction) -> torch.Tensor:
         return self.propagate()[0][interaction[self.USER_ID]]
 
-    def forward(self, item_seq, item_seq_len):  # RecBole's abstract hook; scoring is by user id
-        raise NotImplementedError("LightGCN scores users by id: use full_sort_predict")
+    def expected_positions(self, window_lengths: np.ndarray) -> np.ndarray:
+        return window_lengths.astype(float)  # every item of the window is a positive

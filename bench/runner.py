@@ -222,7 +222,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                                 key.seed, t["bucket_batches"])
 
     if t["loss_reduction"] == "constant":
-        model.position_norm = loader.positions_per_batch(float(getattr(model, "mask_ratio", 1.0)))
+        per_window = model.expected_positions(loader.lengths)
+        model.position_norm = loader.batch_size * float(per_window.mean())
 
     def valid_fn():
         ranks = rank_targets(model, valid, t["eval_batch_size"], device)

@@ -46,6 +46,23 @@ def training_windows(split) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     return torch.from_numpy(users), windows, (seq_len + 1).numpy()
 
 
+def window_inputs(win: torch.Tensor, lens: torch.Tensor,
+                  objective: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a model reads from training windows (right-padded, lengths ``lens``), padded to
+    the longest in the group. Causal: every item but the last (whose items 2..n are the
+    targets). Masked: the last ``max_len`` items (the oldest dropped when the window is full)."""
+    if objective == "causal":
+        width = int(lens.max()) - 1
+        seq = win[:, :width].clone()
+        seq[torch.arange(width, device=seq.device) >= (lens - 1).view(-1, 1)] = 0
+        return seq, lens - 1
+    full = lens == win.size(1)
+    seq = win[:, :-1].clone()
+    seq[full] = win[full, 1:]
+    lens = lens - full.long()
+    return seq[:, : int(lens.max())], lens
+
+
 class Seq2SeqTrainLoader:
     """One training window per user, dynamically padded, shuffled deterministically per epoch."""
 
@@ -61,12 +78,6 @@ class Seq2SeqTrainLoader:
         self.uid_field = train_split.uid_field
         self.users, self.windows, self.lengths = training_windows(train_split)
         self.epoch = 0
-
-    def positions_per_batch(self, mask_ratio: float = 1.0) -> float:
-        """Expected supervised positions in a full batch: for the causal objective every
-        position of a window but its first; for the masked one about ``mask_ratio`` of them."""
-        per_window = self.lengths - 1 if self.objective == "causal" else self.lengths * mask_ratio
-        return float(self.batch_size * np.maximum(per_window, 1).mean())
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.lengths) / self.batch_size))
@@ -84,19 +95,11 @@ class Seq2SeqTrainLoader:
 
     def _collate(self, rows: np.ndarray) -> Interaction:
         win, lens = self.windows[rows], torch.from_numpy(self.lengths[rows])
-        width = int(lens.max())
+        seq, seq_len = window_inputs(win, lens, self.objective)
+        fields = {self.seq_field: seq, self.len_field: seq_len, self.uid_field: self.users[rows]}
         if self.objective == "causal":  # inputs = items 1..n-1, targets = items 2..n
-            inputs = win[:, : width - 1].clone()
-            inputs[torch.arange(width - 1) >= (lens - 1).view(-1, 1)] = 0  # drop each last item
-            return Interaction({self.seq_field: inputs, self.len_field: lens - 1,
-                                TARGET_SEQ: win[:, 1:width], self.uid_field: self.users[rows]})
-        # masked: the last ``max_len`` items of the window (drop the oldest if the window is full)
-        full = lens == win.size(1)
-        seq = win[:, :-1].clone()
-        seq[full] = win[full, 1:]
-        lens = lens - full.long()
-        return Interaction({self.seq_field: seq[:, : int(lens.max())], self.len_field: lens,
-                            self.uid_field: self.users[rows]})
+            fields[TARGET_SEQ] = win[:, 1: int(lens.max())]
+        return Interaction(fields)
 
     def __iter__(self) -> Iterator[Interaction]:
         rng = np.random.default_rng([self.seed, self.epoch])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bench.backbones import TARGET_SEQ
@@ -81,5 +82,5 @@ def test_constant_loss_reduction_weighs_every_target_the_same(trained):
     model.position_norm = trained_norm
     assert trained_norm is not None  # the default: train.loss_reduction=constant
     assert torch.allclose(mean_loss, same) and torch.allclose(half, mean_loss / 2)
-    lengths = loader.lengths
-    assert loader.positions_per_batch() == 16 * np.maximum(lengths - 1, 1).mean()
+    assert trained_norm == pytest.approx(
+        128 * np.maximum(loader.lengths - 1, 1).mean())  # train.batch_size x positions/window

@@ -117,6 +117,15 @@ def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
                           only_cached)
 
 
+def name_field(prepared: PreparedDataset, dataset_cfg: dict[str, Any]) -> str:
+    """The item field that names an item: ``dataset.name_field``, else the first text field."""
+    field = dataset_cfg.get("name_field") or prepared.text_fields[0]
+    if field not in prepared.items.columns:
+        raise BenchError(f"dataset.name_field={field!r} is not an item field of "
+                         f"'{prepared.name}'; it has {', '.join(prepared.text_fields)}")
+    return field
+
+
 def item_title_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
                           encoder_cfg: dict[str, Any], cache_dir: Path,
                           progress: bool = True) -> EmbeddingTable:
@@ -127,7 +136,7 @@ def item_title_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any]
     """
     if encoder_cfg.get("kind") == "precomputed" or not prepared.text_fields:
         return item_embeddings(prepared, dataset_cfg, encoder_cfg, cache_dir, progress)
-    field = dataset_cfg.get("name_field") or prepared.text_fields[0]
+    field = name_field(prepared, dataset_cfg)
     names = [" ".join(str(v).split()) or "unknown" for v in prepared.items[field]]
     parts = {"template": f"name-only:{field}", "dataset": prepared.fingerprint, "stage": "names"}
     return _encoded_table("items", lambda: names, parts, f"name-only:{field}", encoder_cfg,
@@ -155,13 +164,13 @@ def user_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
     if not prepared.text_fields:
         raise BenchError(f"dataset '{prepared.name}' has no item text, so no user prompts; bring "
                          "user embeddings with encoder=precomputed encoder.user_path=...")
-    name_field = dataset_cfg.get("name_field") or prepared.text_fields[0]
-    names = dict(zip(prepared.items["item"], prepared.items[name_field], strict=True))
+    field = name_field(prepared, dataset_cfg)
+    names = dict(zip(prepared.items["item"], prepared.items[field], strict=True))
     inter = prepared.interactions
     from_end = inter.groupby("user", sort=False).cumcount(ascending=False)
     train = inter[from_end >= 2].groupby("user", sort=False)["item"].agg(list)
     histories = [train.get(u, []) for u in users]
-    tpl_id = user_template_id(dataset_cfg, name_field, max_chars)
+    tpl_id = user_template_id(dataset_cfg, field, max_chars)
     parts = {"template": tpl_id, "dataset": prepared.fingerprint, "stage": "users"}
     table = _encoded_table("users", lambda: user_prompts(histories, names, dataset_cfg, max_chars),
                            parts, f"{tpl_id}/users", encoder_cfg, cache_dir, progress)

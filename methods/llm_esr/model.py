@@ -24,6 +24,7 @@ from torch import nn
 
 from bench.backbones import TARGET_SEQ
 from bench.item_tables import TextItemTable, linear_adapter
+from bench.training import window_inputs
 
 
 class CrossAttention(nn.Module):
@@ -133,18 +134,7 @@ class DualViewMixin:
         return out
 
     def _chunk_vectors(self, slots: torch.Tensor) -> torch.Tensor:
-        win, lens = self.sd_windows[slots], self.sd_lengths[slots]
-        if self.objective == "causal":  # input = the window without its last item
-            lens = lens - 1
-            width = int(lens.max())
-            seq = win[:, :width].clone()  # trimmed to this chunk's longest input
-            seq[torch.arange(width, device=seq.device) >= lens.view(-1, 1)] = 0
-        else:  # masked: the last max_len items, as the training loader gives them
-            full = lens == win.size(1)
-            seq = win[:, :-1].clone()
-            seq[full] = win[full, 1:]
-            lens = lens - full.long()
-            seq = seq[:, : int(lens.max())]
+        seq, lens = window_inputs(self.sd_windows[slots], self.sd_lengths[slots], self.objective)
         return self.user_vector(seq, lens)
 
 
