@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run|list|data|speed`` (``--help`` on each).
+"""Command line: ``python -m bench run|list|data|leaderboard|speed`` (``--help`` on each).
 
 Every user mistake (unknown name, malformed seed list, bad override, corrupted data file) is
 printed as one line starting with ``error:`` and exits with code 2, with no traceback and no
@@ -173,6 +173,20 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import time
+
+    from bench.leaderboard import build
+
+    start = time.perf_counter()
+    written = build(Path(args.records), Path(args.out), with_plots=not args.no_plots)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} files from the records in {args.records} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def cmd_speed(args: argparse.Namespace) -> int:
     from bench.speed import main as speed_main
 
@@ -238,6 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--raw", metavar="DIR", help="where to put the files")
     down.add_argument("--force", action="store_true", help="download again even if present")
     down.set_defaults(func=cmd_data_download)
+
+    board = sub.add_parser("leaderboard", help="regenerate the markdown leaderboards from records",
+                           description="Regenerate leaderboards/: one page per (dataset, protocol) "
+                           "from the run records (no training), with a protocol header, mean ± "
+                           "95%% interval over seeds, paired t and sign-flip randomization tests "
+                           "(Holm-adjusted) against the ID-only backbone and the best row, and "
+                           "plots. Records that must not be mixed are refused with the files "
+                           "named.",
+                           epilog="Publish runs to the committed leaderboard with "
+                           "python -m bench run ... paths.runs=leaderboards/records")
+    board.add_argument("--records", default="leaderboards/records",
+                       help="folder of run records (default leaderboards/records; e.g. runs)")
+    board.add_argument("--out", default="leaderboards", help="where pages go (default leaderboards)")
+    board.add_argument("--no-plots", action="store_true", help="markdown only, no PNG plots")
+    board.set_defaults(func=cmd_leaderboard)
 
     speed = sub.add_parser("speed", help="suite vs bare RecBole: epoch time ratio and accuracy",
                            description="Benchmark: per-epoch time of ID-only SASRec through the "

@@ -1,0 +1,49 @@
+"""``python -m bench leaderboard``: run records -> markdown pages, plots and an index.
+
+Data flow: ``load`` (records -> pages, refusing mixtures) -> ``stats`` (intervals, paired tests,
+Holm) -> ``render`` (markdown) and ``plots`` (PNG). The output is a pure function of the
+records: no training, and rerunning it on the same records rewrites the same bytes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.leaderboard.load import Page, load_pages
+from bench.leaderboard.plots import cost_plot, head_tail_plot
+from bench.leaderboard.render import MARKER, index_markdown, page_markdown
+from bench.records import write_text_atomic
+
+
+def _plots(page: Page, out_dir: Path, with_plots: bool) -> dict[str, str]:
+    if not with_plots:
+        return {}
+    names = {"tail vs head items": f"{page.slug}-head-tail.png",
+             "accuracy vs training cost": f"{page.slug}-cost.png"}
+    head_tail_plot(page, out_dir / names["tail vs head items"])
+    cost_plot(page, out_dir / names["accuracy vs training cost"])
+    return names
+
+
+def build(records_dir: Path, out_dir: Path, with_plots: bool = True) -> list[Path]:
+    """Write one page per (dataset, protocol) and the index; remove generated pages whose
+    records are gone. Returns the files written."""
+    out_dir = Path(out_dir)
+    pages = load_pages(Path(records_dir))  # every check runs before anything is written
+    written, files = [], {}
+    for page in pages:
+        path = out_dir / f"{page.slug}.md"
+        plots = _plots(page, out_dir, with_plots)
+        write_text_atomic(path, page_markdown(page, plots))
+        written += [path] + [out_dir / name for name in plots.values()]
+        files[page.slug] = path.name
+    for stale in out_dir.glob("*.md"):
+        if stale.name != "README.md" and stale not in written and \
+                stale.read_text(encoding="utf-8").startswith(MARKER):
+            stale.unlink()
+            for png in out_dir.glob(f"{stale.stem}-*.png"):
+                png.unlink()
+    index = out_dir / "README.md"
+    records = Path(os.path.relpath(records_dir, out_dir)).as_posix()
+    write_text_atomic(index, index_markdown(pages, files, records))
+    return written + [index]

@@ -1,0 +1,248 @@
+"""Leaderboards: statistics against hand-computed cases, refusal of mixed records, golden pages.
+
+The golden files under tests/golden/leaderboard/ are the exact pages for the fixed records that
+``write_records`` makes. After an intended change to the page layout, regenerate them with
+``BENCH_UPDATE_GOLDEN=1 pytest tests/test_leaderboard.py`` and review the diff.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.errors import BenchError
+from bench.leaderboard import build
+from bench.leaderboard.stats import holm, paired, seed_interval, sign_flip_p
+from bench.records import SCHEMA, sidecar_path, write_run
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "leaderboard"
+N_USERS = 300
+
+
+# ------------------------------------------------------------------------- statistics
+def test_seed_interval_is_the_t_interval_and_absent_for_one_seed():
+    iv = seed_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, t(0.975, df 2) = 4.302653
+    assert iv.mean == 2.0 and math.isclose(iv.half_width, 4.302653 / math.sqrt(3), rel_tol=1e-6)
+    assert seed_interval([0.5]).half_width is None
+
+
+def test_identical_systems_give_p_one_and_an_interval_at_zero():
+    x = np.random.default_rng(0).random(500)
+    res = paired(x, x.copy())
+    assert res.p_t == 1.0 and res.p_rand == 1.0
+    assert res.ci_low <= 0.0 <= res.ci_high and res.diff == 0.0
+
+
+def test_exchangeable_systems_are_not_significant():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(2000), rng.random(2000)  # same distribution, independent noise
+    res = paired(a, b)
+    assert res.ci_low < 0.0 < res.ci_high
+    assert res.p_t > 0.05 and res.p_rand > 0.05
+    assert abs(res.p_t - res.p_rand) < 0.05  # both tests agree at this size
+
+
+def test_paired_t_and_sign_flip_match_hand_computed_values():
+    # d = 1, 2, 3, 4: mean 2.5, sd 1.2910, t = 3.8730 on 3 df -> two-sided p = 0.030466
+    res = paired(np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4))
+    assert math.isclose(res.p_t, 0.030466, abs_tol=1e-6)
+    assert math.isclose(res.d_z, 2.5 / 1.2909944, rel_tol=1e-6)
+    half = 3.182446 * 1.2909944 / 2  # t(0.975, 3) * sd / sqrt(n)
+    assert math.isclose(res.ci_low, 2.5 - half, rel_tol=1e-5)
+    assert res.rel is None  # the reference mean is 0: no relative difference
+    # exact randomization: only 2 of the 16 sign patterns reach |mean| >= 2.5 -> p = 0.125
+    assert abs(res.p_rand - 0.125) < 0.01
+
+
+def test_a_constant_shift_has_tiny_p_and_a_tight_interval():
+    rng = np.random.default_rng(2)
+    b = rng.random(3000)
+    a = b + 0.05 + rng.normal(0, 1e-3, 3000)
+    res = paired(a, b)
+    assert res.p_t < 1e-12
+    assert res.p_rand == pytest.approx(1e-4)  # the smallest p that 9,999 permutations give
+    assert abs(res.diff - 0.05) < 1e-4 and res.ci_high - res.ci_low < 1e-3
+    assert math.isclose(res.rel, 0.05 / b.mean(), rel_tol=0.01)
+
+
+def test_sign_flip_is_seeded():
+    d = np.random.default_rng(3).normal(0.02, 1, 800)
+    assert sign_flip_p(d) == sign_flip_p(d)
+    assert sign_flip_p(d, seed=1) != sign_flip_p(d)
+
+
+def test_holm_matches_hand_computed_values_and_is_monotone():
+    # sorted p: .005*4 = .02, .01*3 = .03, .03*2 = .06, .04*1 = .04 -> running max .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1
+    p = np.random.default_rng(4).random(20)
+    adj = np.array(holm(p))
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0) and np.all(adj >= p)
+
+
+# ------------------------------------------------------------------------- records
+def _record(method: str, backbone: str, seed: int, *, dataset_fp: str = "d5e7c0ffee000001",
+            loss_reduction: str = "constant") -> dict:
+    protocol = {"name": "full", "candidates": "all", "n_negatives": None, "negative_seed": None,
+                "max_seq_length": 50, "loss": "ce", "groups": "quantile", "head_fraction": 0.2,
+                "ks": [5, 10, 20], "mrr_k": 10, "valid_metric": "NDCG@10",
+                "fingerprint": "p0a1b2c3d4e5f607"}
+    train = {"epochs": 200, "patience": 20, "batch_size": 128, "learning_rate": 0.001,
+             "loss_reduction": loss_reduction}
+    dataset = {"name": "synthetic", "fingerprint": dataset_fp, "n_users": N_USERS,
+               "n_items": 120, "n_interactions": 3000, "paper_thresholds": None}
+    config = {"dataset": {"name": "synthetic"}, "protocol": protocol, "train": train,
+              "device": "auto", "method": {"name": method}, "backbone": {"name": backbone},
+              "seed": seed, "paths": {"runs": "x"}, "show_progress": False}
+    device = "cpu: Test CPU (2 threads)"
+    return {"schema": SCHEMA,
+            "key": {"method": method, "backbone": backbone, "dataset": "synthetic",
+                    "protocol": "full", "seed": seed},
+            "protocol": protocol, "dataset": dataset, "config": config,
+            "training": {"epochs_run": 30 + seed, "best_epoch": 10 + seed},
+            "efficiency": {"device": device, "epoch_seconds_median": 2.0 + 0.5 * seed,
+                           "train_seconds": 60.0 + 10 * seed + (100 if method != "id" else 0)},
+            "provenance": {"device": device, "encoder": None if method == "id" else "minilm",
+                           "git": {"commit": "0123456789abcdef", "dirty": False}}}
+
+
+def _ranks(method: str, seed: int, head: np.ndarray) -> np.ndarray:
+    """Ranks of the target among 120 items: ``better`` methods rank tail targets higher."""
+    rng = np.random.default_rng(100 * seed + len(method))
+    base = rng.integers(1, 60, N_USERS)
+    if method == "llmemb":
+        base = np.where(head, base, np.maximum(1, base // 3))
+    return base
+
+
+def _users() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({"user": [f"u{i:04d}" for i in range(N_USERS)],
+                         "head_item": rng.random(N_USERS) < 0.7,
+                         "long_user": rng.random(N_USERS) < 0.2})
+
+
+def write_records(root: Path, rows=(("id", "sasrec", (0, 1, 2)), ("llmemb", "sasrec", (0, 1, 2)),
+                                    ("alpharec", "lightgcn", (0,)))) -> Path:
+    users = _users()
+    for method, backbone, seeds in rows:
+        for seed in seeds:
+            rec = _record(method, backbone, seed)
+            side = users.assign(rank=_ranks(method, seed, users["head_item"].to_numpy()))
+            path = root / "synthetic" / "full" / method / backbone / f"seed-{seed}.json"
+            write_run(path, rec, side)
+    return root
+
+
+def _rewrite(path: Path, **changes) -> None:
+    rec = json.loads(path.read_text())
+    for dotted, value in changes.items():
+        node = rec
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(json.dumps(rec))
+
+
+# ------------------------------------------------------------------------- pages
+def test_pages_match_the_golden_files(tmp_path):
+    records = write_records(tmp_path / "records")
+    out = tmp_path / "boards"
+    written = build(records, out)
+    assert sorted(p.name for p in written) == ["README.md", "synthetic-full-cost.png",
+                                                "synthetic-full-head-tail.png",
+                                                "synthetic-full.md"]
+    for name in ("synthetic-full.md", "README.md"):
+        got = (out / name).read_text(encoding="utf-8")
+        if os.environ.get("BENCH_UPDATE_GOLDEN"):
+            GOLDEN.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_text(got, encoding="utf-8")
+        assert got == (GOLDEN / name).read_text(encoding="utf-8"), f"{name} differs from golden"
+
+
+def test_regeneration_restores_pages_byte_for_byte(tmp_path):
+    records = write_records(tmp_path / "records")
+    out = tmp_path / "boards"
+    build(records, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for page in out.glob("*.md"):
+        page.unlink()
+    (out / "synthetic-full-cost.png").unlink()
+    build(records, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_page_content_follows_the_records(tmp_path):
+    records = write_records(tmp_path / "records")
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")]
+            for ln in page.splitlines() if ln.startswith("|")]
+    alpharec = next(r for r in rows if r[:2] == ["alpharec", "lightgcn"])
+    assert alpharec[2] == "1" and all(c.endswith("†") for c in alpharec[3:])  # no interval
+    assert "![" not in page  # no plots asked for
+    # llmemb ranks tail targets 3x higher: its tail-item gain over id is positive and significant
+    tail = next(r for r in rows if r[:3] == ["llmemb", "sasrec", "tail items"])
+    assert float(tail[4]) > 0 and tail[8] == "<0.0001" and float(tail[9]) < 0.001
+
+
+def test_stale_generated_pages_are_removed(tmp_path):
+    records = write_records(tmp_path / "records")
+    out = tmp_path / "boards"
+    build(records, out)
+    (out / "notes.md").write_text("hand-written, kept\n")
+    shutil.rmtree(records / "synthetic")
+    build(records, out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "notes.md"]
+    assert "No records yet" in (out / "README.md").read_text()
+
+
+def test_mismatched_dataset_fingerprints_are_refused_naming_the_files(tmp_path):
+    records = write_records(tmp_path / "records")
+    odd = records / "synthetic/full/llmemb/sasrec/seed-1.json"
+    _rewrite(odd, **{"dataset.fingerprint": "ffffffffffffffff"})
+    with pytest.raises(BenchError, match="dataset fingerprints") as err:
+        build(records, tmp_path / "boards")
+    assert str(odd) in str(err.value)
+    assert not (tmp_path / "boards").exists()  # nothing half-written
+
+
+def test_training_settings_must_match_across_a_page(tmp_path):
+    records = write_records(tmp_path / "records")
+    _rewrite(records / "synthetic/full/id/sasrec/seed-2.json",
+             **{"config.train.loss_reduction": "batch_mean"})
+    with pytest.raises(BenchError, match="train.loss_reduction: constant vs batch_mean"):
+        build(records, tmp_path / "boards")
+
+
+def test_seeds_of_a_row_must_share_their_method_config(tmp_path):
+    records = write_records(tmp_path / "records")
+    _rewrite(records / "synthetic/full/llmemb/sasrec/seed-2.json",
+             **{"config.method.align": False})
+    with pytest.raises(BenchError, match="llmemb / sasrec.*method.align"):
+        build(records, tmp_path / "boards")
+
+
+def test_a_corrupted_sidecar_is_named(tmp_path):
+    records = write_records(tmp_path / "records")
+    side = sidecar_path(records / "synthetic/full/id/sasrec/seed-0.json")
+    side.write_bytes(b"not parquet")
+    with pytest.raises(BenchError, match="seed-0.users.parquet"):
+        build(records, tmp_path / "boards")
+
+
+def test_cli_lists_the_pages_written(tmp_path, capsys):
+    records = write_records(tmp_path / "records")
+    code = main(["leaderboard", "--records", str(records), "--out", str(tmp_path / "b"),
+                 "--no-plots"])
+    out = capsys.readouterr().out
+    assert code == 0 and "synthetic-full.md" in out and "README.md" in out
