@@ -1,13 +1,32 @@
 """The method-adapter contract and the registry of methods, backbones and datasets.
 
-A method is one module ``methods/<name>.py`` defining ``ADAPTER`` (a ``MethodAdapter``) plus one
-config ``configs/method/<name>.yaml``; nothing else needs editing. The adapter receives the
-prepared dataset (with item text), the RecBole config and training split, and the backbone class,
-and returns a RecBole ``SequentialRecommender`` that the harness trains and evaluates.
+The contract (CONTRIBUTING.md walks through it). An adapter *receives* a ``BuildContext``: the
+prepared dataset with its item text, the RecBole config and *training* split, the backbone class
+the run asked for, its own method config, the cache directory shared by the encoders (text ->
+embeddings, content-addressed) and the device. It *returns*, from ``build_model``, a RecBole
+model built on that backbone (``bench.backbones``) that the harness trains with RecBole's
+trainer and scores for full ranking (``full_sort_predict``) and sampled candidates
+(``predict``). Validation and test targets never reach it: the training split holds only each
+user's training part, and ``python -m bench adapter check`` verifies it by perturbing them.
+Its *metadata* (class attributes) says what it is: paper, upstream repository and commit, the
+language model and the text it reads, supported backbones; the defaults are its YAML config.
+
+Where adapters come from (``method_names``):
+* in tree: ``methods/<name>.py`` (or a package) defining ``ADAPTER`` plus
+  ``configs/method/<name>.yaml``; nothing else is edited;
+* installed packages: an entry point in the group ``llmrec_bench.methods`` whose value is the
+  ``ADAPTER`` object (``pkg.module:ADAPTER``); its defaults are ``ADAPTER.default_config``;
+* one file: ``python -m bench run --include path/to/adapter.py`` (defaults from
+  ``adapter.yaml`` beside it, ``../configs/method/<name>.yaml``, or ``default_config``).
+Built-in names win a clash, with a warning.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import importlib.util
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +59,24 @@ class MethodAdapter:
     """Base class: subclass it in ``methods/<name>.py`` and set ``ADAPTER = YourAdapter()``."""
 
     name: str = ""
-    paper: str = ""
+    paper: str = ""  # citation: authors, title, venue year
+    upstream: str = ""  # the original code, e.g. "github.com/owner/repo"
+    upstream_commit: str = ""  # the commit the adapter was checked against
     backbones: tuple[str, ...] = tuple(SEQUENTIAL)  # sequence models; add "lightgcn" if graph CF works
     uses_text: bool = False
+    language_model: str = "none"  # which LM, how it is used (frozen, fine-tuned, ...)
+    text_seen: str = "none"  # which text the LM reads (item prompt fields, user histories)
+    # How the adapter's own stages use validation targets, if they do (e.g. early stopping of a
+    # teacher model trained under the protocol). None: not at all; the check enforces it.
+    validation_use: str | None = None
+    default_config: dict[str, Any] | None = None  # out-of-tree adapters: their method config
+
+    def metadata(self) -> dict[str, Any]:
+        """What a record and a submission say about the method (the config holds defaults)."""
+        return {"name": self.name, "paper": self.paper, "upstream": self.upstream,
+                "upstream_commit": self.upstream_commit, "backbones": list(self.backbones),
+                "uses_text": self.uses_text, "language_model": self.language_model,
+                "text_seen": self.text_seen, "validation_use": self.validation_use}
 
     def prepare(self, ctx: BuildContext) -> None:
         """One-off stages before the model is built (LLM fine-tuning, embedding extraction, a
@@ -62,9 +96,17 @@ class MethodAdapter:
         return None
 
 
+ENTRY_POINT_GROUP = "llmrec_bench.methods"
+
+
 def config_names(group: str) -> list[str]:
-    """Option names of a Hydra config group, e.g. ``config_names("dataset")``."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """Option names of a Hydra config group, e.g. ``config_names("dataset")``; for ``method``
+    the built-in configs plus registered out-of-tree adapters."""
+    names = {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
+    if group == "method":
+        _load_entry_points()
+        names |= set(_EXTERNAL)
+    return sorted(names)
 
 
 def check_name(group: str, name: str) -> str:
@@ -73,8 +115,108 @@ def check_name(group: str, name: str) -> str:
     return name
 
 
+@dataclass
+class _External:
+    adapter: MethodAdapter
+    source: str  # "entry point pkg.mod:ADAPTER" or "file path/to/adapter.py"
+
+
+_EXTERNAL: dict[str, _External] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def _builtin_methods() -> set[str]:
+    return {p.stem for p in (CONFIG_DIR / "method").glob("*.yaml")}
+
+
+def method_source(name: str) -> str:
+    """``built-in`` or where an out-of-tree adapter came from."""
+    return _EXTERNAL[name].source if name in _EXTERNAL else "built-in"
+
+
+def register(adapter: Any, source: str, config: dict[str, Any] | None = None) -> str | None:
+    """Make an out-of-tree adapter runnable by name: its config joins the Hydra ``method``
+    group (ConfigStore). Returns the name, or None when a built-in of that name wins."""
+    if not isinstance(adapter, MethodAdapter) or not adapter.name:
+        raise BenchError(f"{source} must provide ADAPTER = <MethodAdapter subclass>() with a name")
+    name = adapter.name
+    if name in _builtin_methods():
+        warnings.warn(f"method '{name}' from {source} clashes with the built-in '{name}'; the "
+                      "built-in is used. Rename the plugin's adapter to run it.", stacklevel=2)
+        return None
+    known = _EXTERNAL.get(name)
+    if known and known.source != source:
+        raise BenchError(f"method '{name}' is provided twice: by {known.source} and {source}; "
+                         "rename one of them")
+    from hydra.core.config_store import ConfigStore
+
+    node = dict(config if config is not None else adapter.default_config or {})
+    if node.get("name", name) != name:
+        raise BenchError(f"{source}: config name '{node['name']}' differs from ADAPTER.name "
+                         f"'{name}'")
+    ConfigStore.instance().store(group="method", name=name, node={**node, "name": name})
+    _EXTERNAL[name] = _External(adapter, source)
+    return name
+
+
+def _load_entry_points() -> None:
+    """Register every adapter advertised in the ``llmrec_bench.methods`` entry-point group once.
+    A plugin that fails to import is skipped with a warning naming it (other runs go on)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            adapter = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break other runs
+            warnings.warn(f"method plugin '{ep.name}' ({ep.value}) failed to load: {exc}; "
+                          "skipped", stacklevel=2)
+            continue
+        if getattr(adapter, "name", None) != ep.name:
+            warnings.warn(f"method plugin entry point '{ep.name}' ({ep.value}) names an adapter "
+                          f"called {getattr(adapter, 'name', None)!r}; skipped", stacklevel=2)
+            continue
+        register(adapter, f"entry point {ep.value}")
+
+
+def _include_config(path: Path, name: str) -> dict[str, Any] | None:
+    from omegaconf import OmegaConf
+
+    for candidate in (path.with_suffix(".yaml"),
+                      path.parent.parent / "configs" / "method" / f"{name}.yaml"):
+        if candidate.is_file():
+            try:
+                return OmegaConf.to_container(OmegaConf.load(candidate), resolve=True)
+            except Exception as exc:  # noqa: BLE001 - any YAML error is the same user error
+                raise BenchError(f"method config {candidate} is not valid YAML ({exc})") from None
+    return None
+
+
+def include(path: str | Path) -> str | None:
+    """Load one adapter file (``--include``) and register its ``ADAPTER``."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise BenchError(f"--include {path}: no such file; give the path of an adapter module")
+    module_name = f"bench_included_{path.stem}_{abs(hash(str(path))) % 10**8}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise BenchError(f"--include {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    adapter = getattr(module, "ADAPTER", None)
+    if not isinstance(adapter, MethodAdapter):
+        raise BenchError(f"--include {path} must define ADAPTER = <MethodAdapter subclass>()")
+    return register(adapter, f"file {path}", _include_config(path, adapter.name))
+
+
 def load_adapter(name: str) -> MethodAdapter:
     check_name("method", name)
+    if name not in _builtin_methods():
+        return _EXTERNAL[name].adapter
     try:
         module = importlib.import_module(f"methods.{name}")
     except ModuleNotFoundError as exc:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench run|list|data|leaderboard|speed`` (``--help`` on each).
+"""Command line: ``python -m bench run|list|data|adapter|leaderboard|speed`` (``--help`` on each).
 
 Every user mistake (unknown name, malformed seed list, bad override, corrupted data file) is
 printed as one line starting with ``error:`` and exits with code 2, with no traceback and no
@@ -40,10 +40,18 @@ def _names(group: str, text: str) -> list[str]:
     return [check_name(group, n) for n in names]
 
 
+def _include(paths: list[str] | None) -> None:
+    from bench.adapters import include
+
+    for path in paths or []:
+        include(path)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import compose
     from bench.runner import execute
 
+    _include(args.include)
     for key in ("methods", "backbones", "datasets", "seeds", "protocol"):
         if getattr(args, key) is None:
             setattr(args, key, DEMO[key])
@@ -90,6 +98,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     group = {"methods": "method", "datasets": "dataset", "backbones": "backbone",
              "protocols": "protocol", "encoders": "encoder"}[args.what]
+    if group == "method":
+        from bench.adapters import method_source
+
+        _include(args.include)
+        for name in config_names(group):
+            source = method_source(name)
+            print(name if source == "built-in" else f"{name}  ({source})")
+        return 0
     print("\n".join(config_names(group)))
     return 0
 
@@ -173,6 +189,30 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapter_new(args: argparse.Namespace) -> int:
+    from bench.scaffold import new_adapter
+
+    for path in new_adapter(args.name, Path(args.root)):
+        print(f"wrote {path}")
+    print(f"next: edit them, then python -m bench adapter check {args.name}")
+    return 0
+
+
+def cmd_adapter_check(args: argparse.Namespace) -> int:
+    from bench.conformance import check, report
+
+    _include(args.include)
+    backbones = _names("backbone", args.backbones) if args.backbones else None
+    findings, seconds = check(args.name, backbones, args.epochs, args.overrides)
+    text = report(args.name, findings, seconds)
+    print(text)
+    if args.report:
+        from bench.records import write_text_atomic
+
+        write_text_atomic(Path(args.report), text + "\n")
+    return 0 if all(f.passed for f in findings) else 1
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import time
 
@@ -212,11 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="comma list or range, e.g. 0,1,2 or 0-4 (demo: 0)")
     run.add_argument("--protocol", help="full (default) or paper; a comma list runs both")
     run.add_argument("--force", action="store_true", help="rerun runs whose record exists")
+    run.add_argument("--include", action="append", metavar="FILE",
+                     help="load a method adapter from this Python file (repeatable)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list available names", description="List available names.")
     lst.add_argument("what", choices=["methods", "datasets", "backbones", "protocols", "encoders"])
+    lst.add_argument("--include", action="append", metavar="FILE",
+                     help="also load a method adapter from this Python file")
     lst.set_defaults(func=cmd_list)
 
     data = sub.add_parser("data", help="prepare datasets", description="Dataset commands.")
@@ -252,6 +296,35 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--raw", metavar="DIR", help="where to put the files")
     down.add_argument("--force", action="store_true", help="download again even if present")
     down.set_defaults(func=cmd_data_download)
+
+    adapter = sub.add_parser("adapter", help="scaffold and check method adapters",
+                             description="Method adapters: scaffold a new one, check one. "
+                             "CONTRIBUTING.md walks through a submission.")
+    adapter_sub = adapter.add_subparsers(dest="adapter_command", required=True,
+                                         metavar="ADAPTER_COMMAND")
+    new = adapter_sub.add_parser("new", help="write a new adapter, its config and a test",
+                                 description="Write methods/NAME.py, configs/method/NAME.yaml and "
+                                 "tests/test_method_NAME.py from the template: a working minimal "
+                                 "adapter (frozen LM item vectors -> linear map -> the backbone).")
+    new.add_argument("name", help="lower-case identifier, e.g. my_method")
+    new.add_argument("--root", default=str(Path(__file__).resolve().parent.parent),
+                     help="repository root to write into (default: this checkout)")
+    new.set_defaults(func=cmd_adapter_new)
+    chk = adapter_sub.add_parser("check", help="conformance check of an adapter",
+                                 description="Train the adapter on the tiny synthetic dataset "
+                                 "for each backbone it declares, in fresh caches, and check: the "
+                                 "record validates against the schema; the same seed gives "
+                                 "bit-identical results; ranks do not depend on the eval batch "
+                                 "size; replacing test (and validation) targets leaves training "
+                                 "unchanged. Exit code 1 if a check fails.")
+    chk.add_argument("name", help="method name (python -m bench list methods)")
+    chk.add_argument("--include", action="append", metavar="FILE",
+                     help="load the adapter from this Python file first (repeatable)")
+    chk.add_argument("--backbones", help="comma list (default: every backbone it declares)")
+    chk.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
+    chk.add_argument("--report", metavar="FILE", help="also write the report to FILE")
+    chk.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    chk.set_defaults(func=cmd_adapter_check)
 
     board = sub.add_parser("leaderboard", help="regenerate the markdown leaderboards from records",
                            description="Regenerate leaderboards/: one page per (dataset, protocol) "

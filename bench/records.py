@@ -83,7 +83,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_run(record_path: Path, record: dict[str, Any], per_user: pd.DataFrame) -> None:
     """Sidecar first, then the record: the record's presence marks a finished run."""
     side = sidecar_path(record_path)
-    _atomic_write(side, lambda tmp: per_user.to_parquet(tmp, index=False))
+    _atomic_write(side, lambda tmp: per_user.to_parquet(tmp, index=False, compression="zstd"))
     record = {**record, "sidecar": side.name}
     text = json.dumps(record, indent=2, sort_keys=False, allow_nan=False) + "\n"
     _atomic_write(record_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

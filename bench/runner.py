@@ -20,7 +20,7 @@ from recbole.data import create_dataset
 from recbole.utils import init_seed
 from tqdm.auto import tqdm
 
-from bench.adapters import BuildContext, load_adapter
+from bench.adapters import BuildContext, load_adapter, method_source
 from bench.backbones import BACKBONES
 from bench.compat import recbole_config
 from bench.data.prepared import PreparedDataset, export_recbole
@@ -190,15 +190,21 @@ def _check_same_run(record_path: Path, prepared: PreparedDataset, cfg: dict[str,
 
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,
-                   device: torch.device) -> Artifacts:
-    """Train with early stopping on validation, restore the best weights, rank the test users."""
+                   device: torch.device, adapter_view: PreparedDataset | None = None
+                   ) -> Artifacts:
+    """Train with early stopping on validation, restore the best weights, rank the test users.
+
+    ``adapter_view``: the prepared dataset the adapter is shown instead of ``prepared`` (the
+    conformance check passes a copy with perturbed held-out targets; the harness's own split,
+    selection and evaluation always use ``prepared``)."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
         return _train_and_test(cfg, run_key(cfg), adapter, prepared, data_path, Path(work_dir),
-                               device)
+                               device, adapter_view or prepared)
 
 
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
-                    work_dir: Path, device: torch.device) -> Artifacts:
+                    work_dir: Path, device: torch.device,
+                    adapter_view: PreparedDataset) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
     code_at_start = provenance(device, None)["git"]  # the code that trains, not what is checked
     backbone_cls = BACKBONES[key.backbone]          # out by the time the record is written
@@ -211,7 +217,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     valid, test = _eval_splits(dataset, splits, stats, protocol)
     data_seconds = time.perf_counter() - start
 
-    ctx = BuildContext(rb_config, splits[0], backbone_cls, prepared, cfg["method"],
+    ctx = BuildContext(rb_config, splits[0], backbone_cls, adapter_view, cfg["method"],
                        Path(cfg["paths"]["cache"]), run_cfg=cfg, device=device)
     prepare_start = time.perf_counter()
     adapter.prepare(ctx)  # one-off stages; cached ones cost only their lookup
@@ -258,7 +264,9 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     timing = {"data": data_seconds, "train": train_seconds, "test_eval": eval_seconds}
     record = _make_record(cfg, key, prepared, dataset, model, trainer, loader, metrics, timing,
                           n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
-    record["method_info"] = ctx.extras.get("record_info", {})  # what the adapter says it ran
+    record["method_info"] = {**ctx.extras.get("record_info", {}),  # what the adapter says it ran
+                             "adapter": {**adapter.metadata(),
+                                         "source": method_source(key.method)}}
     record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
     record["efficiency"]["prepare_seconds"] = prepare_seconds
     record["provenance"]["git"] = code_at_start

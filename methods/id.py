@@ -13,6 +13,8 @@ class IdOnly(MethodAdapter):
     paper = ("Kang & McAuley 2018 (SASRec); Sun et al. 2019 (BERT4Rec); Hidasi et al. 2016 "
              "(GRU4Rec); He et al. 2020 (LightGCN)")
     backbones = ("sasrec", "bert4rec", "gru4rec", "lightgcn")
+    upstream = "github.com/RUCAIBox/RecBole (the backbones' implementations)"
+    upstream_commit = "v1.2.1"
 
     def build_model(self, ctx: BuildContext):
         return ctx.backbone(ctx.recbole_config, ctx.train_dataset)

@@ -48,7 +48,12 @@ class AlphaRec(MethodAdapter):
     name = "alpharec"
     paper = "Sheng et al., Language Representations Can be What Recommenders Need, ICLR 2025"
     backbones = ("lightgcn", "sasrec", "bert4rec", "gru4rec")
+    upstream = "github.com/LehengTHU/AlphaRec"
+    upstream_commit = "4b6c6cf"
     uses_text = True
+    language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: text-embedding-3-large)"
+                      ", frozen; an MLP maps its vectors")
+    text_seen = "item title only (no prompt), as the original"
 
     def prepare(self, ctx: BuildContext) -> None:
         cfg = ctx.run_cfg

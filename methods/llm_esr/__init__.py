@@ -32,7 +32,14 @@ class LLMESR(MethodAdapter):
     name = "llm_esr"
     paper = ("Liu et al., Large Language Models Enhancement for Long-tailed Sequential "
              "Recommendation, NeurIPS 2024")
+    upstream = "github.com/liuqidong07/LLM-ESR"
+    upstream_commit = "e5dc388"
     uses_text = True
+    language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: text-embedding-ada-002)"
+                      ", frozen; item vectors via a 2-layer adapter, PCA of them initialises the "
+                      "ID view")
+    text_seen = ("item prompt (the dataset's LLM-ESR template over its text fields); user prompt "
+                 "from the titles of the training part of each sequence (self-distillation)")
 
     def prepare(self, ctx: BuildContext) -> None:
         m, cfg = ctx.method_cfg, ctx.run_cfg

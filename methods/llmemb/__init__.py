@@ -41,7 +41,14 @@ def _item_dim(ctx: BuildContext) -> int:
 class LLMEmb(MethodAdapter):
     name = "llmemb"
     paper = "Liu et al., LLM Empowered Embedding Generator for Sequential Recommendation, AAAI 2025"
+    upstream = "github.com/liuqidong07/LLMEmb"
+    upstream_commit = "3458a5e"
     uses_text = True
+    language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: LLaMA-7B), LoRA-"
+                      "fine-tuned by SCFT, then frozen; a trainable adapter maps its vectors (RAT)")
+    text_seen = "item prompt (the dataset's LLMEmb template; SCFT drops/shuffles its attributes)"
+    validation_use = ("the ID SASRec teacher of the collaborative alignment is trained under the "
+                      "protocol, early-stopped on validation NDCG@10 as the original does")
 
     # ---- one-off stages --------------------------------------------------------------------
     def prepare(self, ctx: BuildContext) -> None:
