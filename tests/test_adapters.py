@@ -6,7 +6,6 @@ edit to the suite, trained and checked.
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ import pytest
 import bench.adapters as adapters
 from bench.adapters import include, load_adapter
 from bench.cli import main
-from bench.conformance import check, perturbed_view, validate_record
 from bench.config import compose
+from bench.conformance import check, perturbed_view, validate_record
 from bench.errors import BenchError
 from bench.scaffold import new_adapter
 
