@@ -91,6 +91,11 @@ class MethodAdapter:
     def build_model(self, ctx: BuildContext):
         raise NotImplementedError(f"{type(self).__name__}.build_model")
 
+    def trained_info(self, ctx: BuildContext, model) -> dict[str, Any]:
+        """What the trained model says about itself (e.g. learned gate weights), merged into
+        the record's ``method_info`` after training with the best weights restored."""
+        return {}
+
     def encoder_id(self, ctx: BuildContext) -> str | None:
         """The language model behind the item representation (provenance); None if unused."""
         return None

@@ -265,6 +265,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     record = _make_record(cfg, key, prepared, dataset, model, trainer, loader, metrics, timing,
                           n_test=len(test), device=device, encoder=adapter.encoder_id(ctx))
     record["method_info"] = {**ctx.extras.get("record_info", {}),  # what the adapter says it ran
+                             **adapter.trained_info(ctx, model),
                              "adapter": {**adapter.metadata(),
                                          "source": method_source(key.method)}}
     record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
