@@ -120,6 +120,14 @@ class BenchTrainer(Trainer):
         self.valid_seconds: list[float] = []
         self.valid_history: list[float] = []
 
+    def _build_optimizer(self, **kwargs):
+        """RecBole's optimizer; a model with ``optimizer_groups(lr)`` gets its own parameter
+        groups (e.g. MoRec's smaller learning rate for the fine-tuned text encoder)."""
+        groups = getattr(self.model, "optimizer_groups", None)
+        if groups is not None and "params" not in kwargs:
+            kwargs["params"] = groups(self.learning_rate)
+        return super()._build_optimizer(**kwargs)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)

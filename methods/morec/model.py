@@ -1,0 +1,198 @@
+"""MoRec's pieces: an item table that *is* a text encoder (trained end to end with the
+backbone), and the in-batch training that encodes only the items a batch needs (methods.md §5).
+
+Full cross-entropy would need every item encoded at every step; MoRec trains with a loss over
+the batch's own items instead (its README's in-batch debiased softmax, or BCE with one sampled
+negative per position as in the paper), so a step encodes the unique items of the batch (and
+its negatives) once. For full ranking the table encodes all items once per evaluation and keeps
+them while the model is in eval mode.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.backbones import TARGET_SEQ
+from bench.encoders.models import pool
+
+
+def transformer_layers(model: nn.Module, n_layers: int) -> tuple[str, nn.ModuleList]:
+    """The module list of the LM's transformer blocks (BERT ``encoder.layer``, Llama
+    ``layers``, ...): the first ModuleList with one entry per hidden layer."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return name, module
+    raise ValueError(f"cannot find the {n_layers} transformer blocks of {type(model).__name__}")
+
+
+def freeze_below_top(model: nn.Module, n_tune: int) -> dict[str, int]:
+    """Fine-tune only the top ``n_tune`` blocks and what follows them (e.g. a final norm);
+    embeddings, lower blocks and the pooler stay frozen (MoRec's default freezing tunes the top
+    two blocks of BERT-base, pooler frozen). Returns trainable and frozen parameter counts."""
+    n_layers = int(model.config.num_hidden_layers)
+    list_name, _ = transformer_layers(model, n_layers)
+    tuned = {f"{list_name}.{i}." for i in range(max(0, n_layers - n_tune), n_layers)}
+    counts = {"trainable": 0, "frozen": 0}
+    for name, param in model.named_parameters():
+        in_blocks = name.startswith(f"{list_name}.")
+        train = (any(name.startswith(p) for p in tuned) if in_blocks else
+                 n_tune > 0 and not ("embed" in name or "pooler" in name or "wte" in name
+                                     or "wpe" in name))
+        param.requires_grad_(train)
+        counts["trainable" if train else "frozen"] += param.numel()
+    return counts
+
+
+class EndToEndItemTable(nn.Module):
+    """Item id -> LM(item text) pooled -> Linear -> GELU, trained with the recommender.
+
+    ``prefetch(ids)`` encodes a step's unique items once; lookups inside the step read them.
+    In eval mode ``weight`` encodes every item once and keeps the table until ``train()``.
+    """
+
+    def __init__(self, lm, token_ids: torch.Tensor, attention: torch.Tensor, out_dim: int,
+                 extra_rows: int = 0, chunk: int = 256):
+        super().__init__()
+        self.lm = lm.model
+        self.pooling = lm.pooling
+        self.register_buffer("token_ids", token_ids, persistent=False)
+        self.register_buffer("attention", attention, persistent=False)
+        self.proj = nn.Sequential(nn.Linear(lm.dim, out_dim), nn.GELU())
+        nn.init.xavier_normal_(self.proj[0].weight)
+        nn.init.zeros_(self.proj[0].bias)
+        self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
+        self.embedding_dim, self.n_text_rows, self.chunk = out_dim, token_ids.size(0), chunk
+        self._memo: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._eval_table: torch.Tensor | None = None
+
+    def train(self, mode: bool = True):
+        self._eval_table = None
+        return super().train(mode)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """Vectors of distinct text rows ``ids`` (1-D), in chunks trimmed to their longest text."""
+        out = []
+        for start in range(0, ids.numel(), self.chunk):
+            part = ids[start: start + self.chunk]
+            mask = self.attention[part]
+            width = max(1, int(mask.sum(1).max()))
+            hidden = self.lm(input_ids=self.token_ids[part, :width],
+                             attention_mask=mask[:, :width]).last_hidden_state
+            out.append(self.proj(pool(hidden, mask[:, :width], self.pooling)))
+        vecs = torch.cat(out) if out else self.proj[0].weight.new_zeros(0, self.embedding_dim)
+        return vecs.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
+
+    def _rows(self, unique: torch.Tensor) -> torch.Tensor:
+        """Vectors of sorted distinct ids, text rows encoded, extra rows (mask token) learned."""
+        is_text = unique < self.n_text_rows
+        out = unique.new_zeros(unique.numel(), self.embedding_dim, dtype=torch.float)
+        if is_text.any():
+            out[is_text] = self.encode(unique[is_text])
+        if self.extra is not None and (~is_text).any():
+            out[~is_text] = self.extra[unique[~is_text] - self.n_text_rows]
+        return out
+
+    def prefetch(self, ids: torch.Tensor) -> None:
+        unique = torch.unique(ids)
+        self._memo = (unique, self._rows(unique))
+
+    def clear(self) -> None:
+        self._memo = None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return self.weight[ids]
+        if self._memo is None:
+            self.prefetch(ids)
+        unique, vecs = self._memo
+        missing = torch.unique(ids[~torch.isin(ids, unique)])
+        if missing.numel():  # e.g. BERT4Rec's mask token: add those rows to the step's memo
+            unique, order = torch.sort(torch.cat([unique, missing]))
+            vecs = torch.cat([vecs, self._rows(missing)])[order]
+            self._memo = (unique, vecs)
+        return vecs[torch.searchsorted(unique, ids)]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("the full item table is encoded for evaluation only")
+        if self._eval_table is None:
+            n_rows = self.n_text_rows + (self.extra.size(0) if self.extra is not None else 0)
+            with torch.no_grad():
+                self._eval_table = self._rows(torch.arange(n_rows, device=self.token_ids.device))
+        return self._eval_table
+
+
+class InBatchMixin:
+    """Training on the batch's own items: ``morec_loss`` = ``inbatch`` (softmax over the unique
+    items of the batch, logits minus log popularity, other items of the same user's window
+    masked: MoRec's recommended loss) or ``bce`` (one uniform negative per position)."""
+
+    morec_loss: str = "inbatch"
+
+    def setup_inbatch(self, loss: str, log_pop: torch.Tensor,
+                      encoder_lr: float | None = None) -> None:
+        self.morec_loss = loss
+        self.encoder_lr = encoder_lr
+        self.register_buffer("log_pop", log_pop.float(), persistent=False)
+
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """The text encoder's trainable blocks at ``encoder_lr`` (MoRec's ``fine_tune_lr``),
+        everything else at the run's learning rate."""
+        lm = getattr(self.item_embedding, "lm", None)
+        if lm is None or self.encoder_lr is None:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        in_lm = {id(p) for p in lm.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in in_lm]
+        tuned = [p for p in lm.parameters() if p.requires_grad]
+        return [{"params": rest}, {"params": tuned, "lr": float(self.encoder_lr)}]
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        table = self.item_embedding
+        window = self._window(interaction)
+        negatives = None
+        if self.morec_loss == "bce":
+            # draw negatives before encoding, so the step encodes them with the batch
+            rows_all = torch.arange(window.size(0), device=window.device)
+            negatives = self._sample_negatives(interaction, rows_all)
+        needed = window if negatives is None else torch.cat([window, negatives[:, None]], 1)
+        prefetch = getattr(table, "prefetch", None)
+        if prefetch is not None:
+            prefetch(needed)
+        try:
+            hidden, targets, rows = self.supervised_positions(interaction)
+            if self.morec_loss == "bce":
+                neg = negatives[rows]
+                pos_s = (hidden * table(targets)).sum(-1)
+                neg_s = (hidden * table(neg)).sum(-1)
+                return self._reduce(
+                    F.binary_cross_entropy_with_logits(pos_s, torch.ones_like(pos_s),
+                                                       reduction="none")
+                    + F.binary_cross_entropy_with_logits(neg_s, torch.zeros_like(neg_s),
+                                                         reduction="none"))
+            cand = torch.unique(window[window > 0])
+            logits = hidden @ table(cand).T - self.log_pop[cand]
+            in_window = torch.zeros(window.size(0), cand.numel(), dtype=torch.bool,
+                                    device=window.device)
+            real = window > 0
+            user_of = torch.arange(window.size(0), device=window.device)[:, None].expand_as(window)
+            in_window[user_of[real], torch.searchsorted(cand, window[real])] = True
+            seen = in_window[rows]  # (P, C): items of the position's own user
+            target_col = torch.searchsorted(cand, targets)
+            seen[torch.arange(rows.numel(), device=rows.device), target_col] = False
+            logits = logits.masked_fill(seen, float("-inf"))
+            return self._reduce(F.cross_entropy(logits, target_col, reduction="none"))
+        finally:
+            clear = getattr(table, "clear", None)
+            if clear is not None:
+                clear()
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def inbatch_class(backbone: type) -> type:
+    if backbone not in _CLASSES:
+        _CLASSES[backbone] = type(f"MoRec{backbone.__name__}", (InBatchMixin, backbone), {})
+    return _CLASSES[backbone]

@@ -1,0 +1,84 @@
+"""MoRec: layer freezing, per-batch encoding, end-to-end fine-tuning, the two-stage variant.
+
+The end-to-end path runs on a tiny random Llama (``tiny_llama_dir``) so it stays fast; the
+default MiniLM takes the same code path (``freeze_below_top`` finds either's blocks).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from conftest import tiny_overrides
+
+from bench.config import compose
+
+
+def _artifacts(tmp: Path, *extra: str):
+    from bench.adapters import load_adapter
+    from bench.data.prepared import export_recbole
+    from bench.data.sources import prepare
+    from bench.runner import resolve_device, train_and_test
+
+    cfg = compose(tiny_overrides(tmp, "train.epochs=1", *extra))
+    cache = Path(cfg["paths"]["cache"])
+    prepared = prepare(cfg["dataset"], cache)
+    return train_and_test(cfg, load_adapter(cfg["method"].get("adapter") or "morec"), prepared,
+                          export_recbole(prepared, cache / "recbole"), resolve_device("cpu"))
+
+
+def _llama(tiny_llama_dir: Path) -> list[str]:
+    return ["method=morec", "encoder=hf", f"encoder.path={tiny_llama_dir}",
+            "encoder.pooling=last", "method.tune_layers=1"]
+
+
+def test_freeze_below_top_tunes_only_the_top_blocks(tiny_llama_dir):
+    from transformers import AutoModel
+
+    from methods.morec.model import freeze_below_top
+
+    model = AutoModel.from_pretrained(tiny_llama_dir)
+    counts = freeze_below_top(model, 1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("layers.1.") or n.startswith("norm") for n in trainable)
+    assert not any(n.startswith("layers.0.") or "embed" in n for n in trainable)
+    assert counts["trainable"] + counts["frozen"] == sum(p.numel() for p in model.parameters())
+
+
+def test_end_to_end_training_updates_only_the_tuned_blocks(tmp_path, tiny_llama_dir):
+    from transformers import AutoModel
+
+    art = _artifacts(tmp_path, *_llama(tiny_llama_dir))
+    trained = dict(art.model.item_embedding.lm.named_parameters())
+    original = dict(AutoModel.from_pretrained(tiny_llama_dir).named_parameters())
+    changed = {n for n in original if not torch.equal(original[n], trained[n].detach().cpu())}
+    assert changed and all(n.startswith("layers.1.") or n.startswith("norm") for n in changed)
+    info = art.record["method_info"]
+    assert info["variant"] == "end-to-end" and info["tune_layers"] == 1
+    assert art.record["metrics"]["test"]["overall"]["n"] > 0
+
+
+def test_a_step_encodes_only_the_items_its_batch_needs(tmp_path, tiny_llama_dir):
+    from bench.training import Seq2SeqTrainLoader
+
+    art = _artifacts(tmp_path, *_llama(tiny_llama_dir))
+    model, table = art.model, art.model.item_embedding
+    encoded: list[int] = []
+    original = table.encode
+    table.encode = lambda ids: (encoded.append(ids.numel()), original(ids))[1]
+    loader = Seq2SeqTrainLoader(art.splits[0], 8, "causal", 0, 1)
+    batch = next(iter(loader))
+    model.train()
+    model.calculate_loss(batch).backward()
+    window = model._window(batch)  # the inputs and the targets of every position
+    assert sum(encoded) == torch.unique(window[window > 0]).numel() < table.n_text_rows - 1
+    encoded.clear()
+    model.eval()
+    first = table.weight
+    assert sum(encoded) == table.n_text_rows and table.weight is first  # once per evaluation
+
+
+def test_two_stage_variant_trains_an_mlp_on_frozen_features(tmp_path):
+    art = _artifacts(tmp_path, "method=morec-2stage")
+    info = art.record["method_info"]
+    assert info["variant"] == "two-stage" and info["mlp_layers"] == 8
+    assert art.record["efficiency"]["parameters"]["frozen"] > 0  # the frozen LM table
