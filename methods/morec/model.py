@@ -85,12 +85,13 @@ class EndToEndItemTable(nn.Module):
 
     def _rows(self, unique: torch.Tensor) -> torch.Tensor:
         """Vectors of sorted distinct ids, text rows encoded, extra rows (mask token) learned."""
-        is_text = unique < self.n_text_rows
+        is_text = (unique > 0) & (unique < self.n_text_rows)  # padding (0) stays zero
+        is_extra = unique >= self.n_text_rows
         out = unique.new_zeros(unique.numel(), self.embedding_dim, dtype=torch.float)
         if is_text.any():
             out[is_text] = self.encode(unique[is_text])
-        if self.extra is not None and (~is_text).any():
-            out[~is_text] = self.extra[unique[~is_text] - self.n_text_rows]
+        if self.extra is not None and is_extra.any():
+            out[is_extra] = self.extra[unique[is_extra] - self.n_text_rows]
         return out
 
     def prefetch(self, ids: torch.Tensor) -> None:
