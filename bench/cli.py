@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="regenerate the markdown leaderboards from records",
                            description="Regenerate leaderboards/: one page per (dataset, protocol) "
                            "from the run records (no training), with a protocol header, mean ± "
-                           "95%% interval over seeds, paired t and sign-flip randomization tests "
+                           "95% interval over seeds, paired t and sign-flip randomization tests "
                            "(Holm-adjusted) against the ID-only backbone and the best row, and "
                            "plots. Records that must not be mixed are refused with the files "
                            "named.",
