@@ -187,12 +187,19 @@ def _check_backbone(runner: _Runner, backbone: str, checks: tuple[str, ...]) -> 
     return out
 
 
+def adapter_name(method: str) -> str:
+    """The adapter behind a method config (a variant such as ``morec-2stage`` names it)."""
+    from bench.config import compose
+
+    return compose([f"method={method}"])["method"].get("adapter") or method
+
+
 def check(name: str, backbones: list[str] | None = None, epochs: int = 2,
           overrides: list[str] | None = None,
           checks: tuple[str, ...] = CHECKS) -> tuple[list[Finding], float]:
     """Run ``checks`` (default: all) for ``name`` on each backbone it declares (or
     ``backbones``); returns the findings and the seconds taken."""
-    adapter = load_adapter(name)
+    adapter = load_adapter(adapter_name(name))
     chosen = backbones or list(adapter.backbones)
     unknown = [b for b in chosen if b not in adapter.backbones]
     if unknown:
@@ -213,7 +220,7 @@ def report(name: str, findings: list[Finding], seconds: float) -> str:
 
     from bench.adapters import load_adapter, method_source
 
-    meta = load_adapter(name).metadata()
+    meta = load_adapter(adapter_name(name)).metadata()
     rows = [[f.check, f.backbone, "pass" if f.passed else "FAIL", f.detail] for f in findings]
     verdict = "PASSED" if all(f.passed for f in findings) else "FAILED"
     lines = [f"# adapter check: {name} ({method_source(name)})", "",

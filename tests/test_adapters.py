@@ -192,3 +192,8 @@ def test_cli_adapter_new_then_check_help(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["adapter", "check", "--help"])
     assert "bit-identical" in capsys.readouterr().out
+
+
+def test_a_variant_is_checked_through_its_adapter():
+    findings, _ = check("llm_esr-nosd", backbones=["sasrec"], checks=("eval batch",))
+    assert [f.check for f in findings] == ["eval batch"] and findings[0].passed
