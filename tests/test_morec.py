@@ -39,7 +39,7 @@ def test_freeze_below_top_tunes_only_the_top_blocks(tiny_llama_dir):
     model = AutoModel.from_pretrained(tiny_llama_dir)
     counts = freeze_below_top(model, 1)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith("layers.1.") or n.startswith("norm") for n in trainable)
+    assert trainable and all(n.startswith(("layers.1.", "norm")) for n in trainable)
     assert not any(n.startswith("layers.0.") or "embed" in n for n in trainable)
     assert counts["trainable"] + counts["frozen"] == sum(p.numel() for p in model.parameters())
 
@@ -51,7 +51,7 @@ def test_end_to_end_training_updates_only_the_tuned_blocks(tmp_path, tiny_llama_
     trained = dict(art.model.item_embedding.lm.named_parameters())
     original = dict(AutoModel.from_pretrained(tiny_llama_dir).named_parameters())
     changed = {n for n in original if not torch.equal(original[n], trained[n].detach().cpu())}
-    assert changed and all(n.startswith("layers.1.") or n.startswith("norm") for n in changed)
+    assert changed and all(n.startswith(("layers.1.", "norm")) for n in changed)
     info = art.record["method_info"]
     assert info["variant"] == "end-to-end" and info["tune_layers"] == 1
     assert art.record["metrics"]["test"]["overall"]["n"] > 0

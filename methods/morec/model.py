@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbones import TARGET_SEQ
 from bench.encoders.models import pool
 
 
