@@ -110,6 +110,7 @@ def _record(method: str, backbone: str, seed: int, *, dataset_fp: str = "d5e7c0f
             "training": {"epochs_run": 30 + seed, "best_epoch": 10 + seed},
             "efficiency": {"device": device, "epoch_seconds_median": 2.0 + 0.5 * seed,
                            "train_seconds": 60.0 + 10 * seed + (100 if method != "id" else 0)},
+            "method_info": ({"variant": "graph", "tau": 0.15} if method == "alpharec" else {}),
             "provenance": {"device": device, "encoder": None if method == "id" else "minilm",
                            "git": {"commit": "0123456789abcdef", "dirty": False}}}
 

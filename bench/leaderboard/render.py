@@ -184,6 +184,32 @@ def delta_vs_best(page: Page, metric: str) -> str | None:
     return _delta_table(comps, lambda c: [c.row.name, c.reference.name], ["row", "best row"])
 
 
+def _settings(info: dict[str, Any]) -> str:
+    """A row's ``method_info`` in one cell: what the adapter says it ran (scalars only)."""
+    flat = []
+    for key, value in sorted(info.items()):
+        if key in ("adapter", "gate_weights"):
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, dict))
+        flat.append(f"{key}: {value}")
+    return "; ".join(flat) or "–"
+
+
+def rows_table(page: Page) -> str:
+    """What each row ran: the language model, the original code followed, its settings."""
+    rows = []
+    for row in page.rows:
+        rec = row.runs[0].record
+        adapter = rec.get("method_info", {}).get("adapter", {})
+        upstream = (f"{adapter['upstream']} @ {adapter.get('upstream_commit') or '?'}"
+                    if adapter.get("upstream") else "–")
+        rows.append([row.method, row.backbone, rec["provenance"].get("encoder") or "–", upstream,
+                     _settings(rec.get("method_info", {}))])
+    return _table(rows, ["method", "backbone", "language model", "original code",
+                         "settings (method_info)"])
+
+
 def cost_table(page: Page) -> str:
     rows = []
     for row in page.rows:
@@ -232,7 +258,7 @@ def page_markdown(page: Page, plots: dict[str, str]) -> str:
         table = delta_vs_best(page, metric)
         if table:
             parts += [f"## Δ {metric} vs the best row of each column", table]
-    parts += ["## Cost", cost_table(page)]
+    parts += ["## What each row ran", rows_table(page), "## Cost", cost_table(page)]
     if plots:
         parts += ["## Plots", "\n\n".join(f"![{alt}]({name})" for alt, name in plots.items())]
     parts += ["## Notes", NOTES]
