@@ -83,6 +83,11 @@ def validate(cfg: dict[str, Any]) -> None:
              "train.weight_decay", t["weight_decay"], "a number >= 0")
     _require(t["loss_reduction"] in ("batch_mean", "constant"), "train.loss_reduction",
              t["loss_reduction"], "batch_mean or constant")
+    e = cfg.get("efficiency") or {}
+    for key in ("latency_users", "throughput_batch", "repeats"):
+        if key in e:
+            _require(isinstance(e[key], int) and e[key] >= 1, f"efficiency.{key}", e[key],
+                     "a positive integer")
     _require(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, "seed", cfg["seed"], "an integer >= 0")
     _require(cfg["device"] in ("auto", "cpu", "cuda"), "device", cfg["device"], "auto, cpu or cuda")
     p = cfg["protocol"]

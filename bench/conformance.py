@@ -118,7 +118,8 @@ class _Runner:
         return compose([f"dataset={CHECK_DATASET}", f"method={self.name}",
                         f"backbone={backbone}", "seed=0", f"train.epochs={self.epochs}",
                         f"paths.cache={cache}", f"paths.runs={self.work / 'runs'}",
-                        "show_progress=false", "device=cpu", *self.overrides])
+                        "show_progress=false", "device=cpu", "efficiency.inference=false",
+                        *self.overrides])
 
     def run(self, backbone: str, view: str | None = None):
         from bench.data.sources import prepare

@@ -26,6 +26,7 @@ from bench.compat import recbole_config
 from bench.data.prepared import PreparedDataset, export_recbole
 from bench.data.sources import prepare
 from bench.errors import BenchError
+from bench.efficiency import PeakMemory, inference_profile
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
@@ -245,7 +246,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         bar.set_postfix_str(f"valid NDCG@10 {score:.4f} (best {trainer.best_valid_score:.4f})")
 
     train_start = time.perf_counter()
-    trainer.fit(loader, valid, verbose=False, saved=True, callback_fn=on_epoch)
+    with PeakMemory(device) as train_memory:
+        trainer.fit(loader, valid, verbose=False, saved=True, callback_fn=on_epoch)
     train_seconds = time.perf_counter() - train_start
     bar.close()
     trainer.load_best()
@@ -270,6 +272,15 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                                          "source": method_source(key.method)}}
     record["efficiency"]["one_off"] = ctx.extras.get("one_off", {})
     record["efficiency"]["prepare_seconds"] = prepare_seconds
+    record["efficiency"]["peak_memory_train"] = train_memory.figure()
+    eff = cfg.get("efficiency") or {}
+    if eff.get("inference", True):
+        with PeakMemory(device) as infer_memory:
+            record["efficiency"]["inference"] = inference_profile(
+                model, test, device, int(eff.get("latency_users", 200)),
+                batch_size=int(eff.get("throughput_batch", 1024)),
+                repeats=int(eff.get("repeats", 3)))
+        record["efficiency"]["inference"]["peak_memory"] = infer_memory.figure()
     record["provenance"]["git"] = code_at_start
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 

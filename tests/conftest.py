@@ -15,7 +15,8 @@ TINY_EPOCHS = 4
 
 def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
     return ["dataset=synthetic-tiny", f"paths.runs={tmp / 'runs'}", f"paths.cache={tmp / 'cache'}",
-            f"train.epochs={TINY_EPOCHS}", "show_progress=false", *extra]
+            f"train.epochs={TINY_EPOCHS}", "show_progress=false", "efficiency.latency_users=20",
+            "efficiency.repeats=1", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,12 @@ def _record(method: str, backbone: str, seed: int, *, dataset_fp: str = "d5e7c0f
             "protocol": protocol, "dataset": dataset, "config": config,
             "training": {"epochs_run": 30 + seed, "best_epoch": 10 + seed},
             "efficiency": {"device": device, "epoch_seconds_median": 2.0 + 0.5 * seed,
-                           "train_seconds": 60.0 + 10 * seed + (100 if method != "id" else 0)},
+                           "train_seconds": 60.0 + 10 * seed + (100 if method != "id" else 0),
+                           **({"peak_memory_train": {"mib": 500.0 + seed},
+                               "inference": {"latency_ms": {"p50": 1.5 + seed, "p99": 9.0},
+                                             "throughput": {"users_per_second": 900.0 + seed,
+                                                            "batch_size": 1024}}}
+                              if method == "id" else {})},
             "method_info": ({"variant": "graph", "tau": 0.15} if method == "alpharec" else {}),
             "provenance": {"device": device, "encoder": None if method == "id" else "minilm",
                            "git": {"commit": "0123456789abcdef", "dirty": False}}}

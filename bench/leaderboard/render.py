@@ -210,19 +210,44 @@ def rows_table(page: Page) -> str:
                          "settings (method_info)"])
 
 
+def _median_of(values: list[Any], digits: int) -> str:
+    found = [float(v) for v in values if v is not None]
+    return _num(float(np.median(found)), digits) if found else "–"
+
+
+def _get(record: dict[str, Any], *path: str) -> Any:
+    node: Any = record
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def cost_table(page: Page) -> str:
+    """Training and serving cost as recorded (medians over seeds; – where a record predates
+    the figure)."""
     rows = []
     for row in page.rows:
-        eff = [run.record["efficiency"] for run in row.runs]
-        trn = [run.record["training"] for run in row.runs]
+        recs = [run.record for run in row.runs]
+        eff = [r["efficiency"] for r in recs]
+        trn = [r["training"] for r in recs]
+        batch = {_get(r, "efficiency", "inference", "throughput", "batch_size") for r in recs}
         rows.append([row.method, row.backbone,
                      _num(float(np.median([e["epoch_seconds_median"] for e in eff])), 1),
                      _num(float(np.mean([t["epochs_run"] for t in trn])), 1),
-                     _num(float(np.mean([t["best_epoch"] for t in trn])), 1),
                      _num(float(np.mean([e["train_seconds"] for e in eff])), 0),
-                     "; ".join(sorted({e["device"] for e in eff}))])
-    return _table(rows, ["method", "backbone", "s / epoch (median)", "epochs run (mean)",
-                         "best epoch (mean)", "training s (mean)", "device"])
+                     _median_of([_get(r, "efficiency", "peak_memory_train", "mib")
+                                 for r in recs], 0),
+                     _median_of([_get(r, "efficiency", "inference", "latency_ms", "p50")
+                                 for r in recs], 2),
+                     _median_of([_get(r, "efficiency", "inference", "latency_ms", "p99")
+                                 for r in recs], 2),
+                     _median_of([_get(r, "efficiency", "inference", "throughput",
+                                      "users_per_second") for r in recs], 0)
+                     + ("" if batch == {None} else f" (batch {', '.join(map(str, batch - {None}))})"),
+                     "; ".join(sorted({r["provenance"]["device"] for r in recs}))])
+    return _table(rows, ["method", "backbone", "s / epoch", "epochs run", "training s",
+                         "peak train MiB", "latency p50 ms", "latency p99 ms",
+                         "users / s", "device"])
 
 
 # ---------------------------------------------------------------------------------- page

@@ -113,6 +113,7 @@ class LLMEmb(MethodAdapter):
         cfg["method"] = compose(["method=id"])["method"]
         cfg["backbone"] = {**compose(["backbone=sasrec"])["backbone"], "hidden_size": dim}
         cfg["seed"] = int(ctx.method_cfg["teacher_seed"])
+        cfg["efficiency"] = {**(cfg.get("efficiency") or {}), "inference": False}  # not served
         parts = {"dataset": ctx.prepared.fingerprint, "backbone": cfg["backbone"],
                  "protocol": protocol_fingerprint(cfg["protocol"], cfg["dataset"]),
                  "train": cfg["train"], "seed": cfg["seed"]}

@@ -93,6 +93,7 @@ class PAD(MethodAdapter):
         seed = ctx.method_cfg.get("phase_seed")
         cfg["seed"] = int(cfg["seed"] if seed is None else seed)
         cfg["show_progress"] = False
+        cfg["efficiency"] = {**(cfg.get("efficiency") or {}), "inference": False}  # not served
         if phase == 1:
             cfg["method"] = compose(["method=id"])["method"]
         return cfg

@@ -1,0 +1,51 @@
+"""Efficiency figures: peak memory, inference latency and throughput, stored in every record."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import compose
+from bench.efficiency import PeakMemory, inference_profile
+from bench.errors import BenchError
+
+
+def test_peak_memory_sees_a_large_cpu_allocation():
+    from bench.efficiency import _rss_bytes
+
+    before = _rss_bytes()
+    with PeakMemory(torch.device("cpu")) as big:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, freed before the block ends
+        x += 1
+        time.sleep(0.1)  # lives a few sampling intervals
+        del x
+    assert big.peak - before > 48 * 2**20  # the freed tensor still counts in the peak
+    fig = big.figure()
+    assert fig["bytes"] == big.peak and "cpu peak resident set size" in fig["kind"]
+
+
+def test_inference_profile_reports_labelled_percentiles_and_throughput(trained):
+    art = trained("sasrec", "full")
+    prof = inference_profile(art.model, art.test, torch.device("cpu"), latency_users=30,
+                             batch_size=64, repeats=2)
+    lat = prof["latency_ms"]
+    assert lat["batch_size"] == 1 and lat["users"] == 30
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    assert prof["throughput"]["users"] == len(art.test)
+    assert prof["throughput"]["users_per_second"] > 0 and prof["throughput"]["batch_size"] == 64
+    assert prof["dtype"] == "float32" and prof["device"].startswith("cpu:")
+
+
+def test_every_record_carries_training_and_inference_efficiency(trained):
+    eff = trained("sasrec", "full").record["efficiency"]
+    assert eff["peak_memory_train"]["bytes"] > 0
+    assert eff["inference"]["peak_memory"]["bytes"] > 0
+    assert eff["inference"]["latency_ms"]["users"] == 20  # tests time 20 users, runs 200
+    assert np.isfinite(eff["inference"]["throughput"]["users_per_second"])
+
+
+def test_bad_efficiency_values_are_refused():
+    with pytest.raises(BenchError, match="efficiency.repeats"):
+        compose(["efficiency.repeats=0"])
