@@ -359,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     speed.set_defaults(func=cmd_speed)
 
+    from bench.roofline import add_parser as add_roofline
     from bench.speed_encode import add_parser as add_speed_encode
+
+    add_roofline(sub)
 
     add_speed_encode(sub)
     return parser

@@ -49,3 +49,17 @@ def test_every_record_carries_training_and_inference_efficiency(trained):
 def test_bad_efficiency_values_are_refused():
     with pytest.raises(BenchError, match="efficiency.repeats"):
         compose(["efficiency.repeats=0"])
+
+
+def test_roofline_reports_fractions_of_the_matmul_rate(capsys):
+    from bench.cli import main
+
+    assert main(["roofline", "--users", "256", "--items", "512", "--dim", "16", "--batch", "64",
+                 "--size", "256", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "matmul rate" in out and "of the matmul rate (target >= 0.50 on CPU)" in out
+    from bench.roofline import roofline
+
+    res = roofline(torch.device("cpu"), 256, 512, 16, 64, size=256)
+    assert res["matmul_gflops"] > 0 and res["scoring_ranking_fraction"] > 0
+    assert res["shape"] == {"users": 256, "items": 512, "dim": 16, "batch": 64}
