@@ -208,10 +208,19 @@ def check(name: str, backbones: list[str] | None = None, epochs: int = 2,
                          f"declares {', '.join(adapter.backbones)}")
     start = time.perf_counter()
     findings: list[Finding] = []
-    with tempfile.TemporaryDirectory(prefix=f"bench-check-{name}-") as work:
-        runner = _Runner(name, adapter, Path(work), epochs, list(overrides or []))
-        for backbone in chosen:
-            findings += _check_backbone(runner, backbone, checks)
+    # torch's own multi-threaded CPU kernels may sum in a varying order (BERT4Rec's output bias
+    # differed by 1e-9 between two identical runs at 2 threads): the check asks for torch's
+    # deterministic algorithms, so a difference it reports is the adapter's.
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"bench-check-{name}-") as work:
+            runner = _Runner(name, adapter, Path(work), epochs, list(overrides or []))
+            for backbone in chosen:
+                findings += _check_backbone(runner, backbone, checks)
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
     return findings, time.perf_counter() - start
 
 
@@ -231,5 +240,6 @@ def report(name: str, findings: list[Finding], seconds: float) -> str:
              tabulate(rows, headers=["check", "backbone", "result", "detail"],
                       tablefmt="github"), "",
              f"{verdict}: {sum(f.passed for f in findings)}/{len(findings)} checks on "
-             f"{CHECK_DATASET} in {seconds:.0f} s (torch {torch.__version__}, cpu)"]
+             f"{CHECK_DATASET} in {seconds:.0f} s (torch {torch.__version__}, cpu, "
+             f"{torch.get_num_threads()} threads, deterministic algorithms)"]
     return "\n".join(lines)
