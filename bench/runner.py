@@ -318,6 +318,8 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
                     "n_users": int(dataset.user_num - 1), "n_items": int(dataset.item_num - 1),
                     "n_interactions": int(prepared.meta["n_interactions"]),
                     "paper_thresholds": cfg["dataset"].get("paper_thresholds")},
-        "config": cfg,
+        # where this machine keeps runs, caches and data says nothing about what was measured,
+        # and committed records must not carry one machine's absolute paths
+        "config": {k: v for k, v in cfg.items() if k != "paths"},
         "provenance": provenance(device, encoder),
     }
