@@ -219,7 +219,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import build
 
     start = time.perf_counter()
-    written = build(Path(args.records), Path(args.out), with_plots=not args.no_plots)
+    written = build(Path(args.records), Path(args.out), with_plots=not args.no_plots,
+                    efficiency_dir=Path(args.efficiency_records))
     for path in written:
         print(f"wrote {path}")
     print(f"{len(written)} files from the records in {args.records} in "
@@ -337,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "python -m bench run ... paths.runs=leaderboards/records")
     board.add_argument("--records", default="leaderboards/records",
                        help="folder of run records (default leaderboards/records; e.g. runs)")
+    board.add_argument("--efficiency-records", default="leaderboards/efficiency-records",
+                       help="folder of efficiency records from `bench efficiency` (default "
+                       "leaderboards/efficiency-records; absent = no efficiency tables)")
     board.add_argument("--out", default="leaderboards", help="where pages go (default leaderboards)")
     board.add_argument("--no-plots", action="store_true", help="markdown only, no PNG plots")
     board.set_defaults(func=cmd_leaderboard)
@@ -359,9 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     speed.set_defaults(func=cmd_speed)
 
+    from bench.efficiency_runs import add_parser as add_efficiency
     from bench.roofline import add_parser as add_roofline
     from bench.speed_encode import add_parser as add_speed_encode
 
+    add_efficiency(sub)
     add_roofline(sub)
 
     add_speed_encode(sub)

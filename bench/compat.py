@@ -49,8 +49,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _stub_ray_if_unimportable() -> None:
-    """(2) ray needs pkg_resources (setuptools<81). If it is missing, stub ``ray.tune``."""
-    if "ray" in sys.modules or importlib.util.find_spec("pkg_resources") is not None:
+    """(2) ray needs pkg_resources (setuptools<81). If either is missing, stub ``ray.tune``.
+
+    ray is missing where RecBole was installed without its dependencies (a GPU image that
+    carries RecBole as a wheel, say); tuning is then unavailable but nothing else needs ray.
+    """
+    if "ray" in sys.modules:
+        return
+    if importlib.util.find_spec("ray") is not None and importlib.util.find_spec("pkg_resources"):
         return
     ray = types.ModuleType("ray")
     tune = types.ModuleType("ray.tune")

@@ -63,3 +63,30 @@ def test_roofline_reports_fractions_of_the_matmul_rate(capsys):
     res = roofline(torch.device("cpu"), 256, 512, 16, 64, size=256)
     assert res["matmul_gflops"] > 0 and res["scoring_ranking_fraction"] > 0
     assert res["shape"] == {"users": 256, "items": 512, "dim": 16, "batch": 64}
+
+
+def test_efficiency_command_times_fixed_epochs_per_device(tmp_path, capsys):
+    """``bench efficiency``: every epoch runs (no early stop), the record lands under the
+    device's folder, and the printed table carries the device and the serving figures."""
+    from bench.cli import main
+    from bench.records import read_record
+    from tests.conftest import tiny_overrides
+
+    out = tmp_path / "eff"
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith(("paths.runs",
+                                                                            "train.epochs"))]
+    assert main(["efficiency", "--methods", "id", "--datasets", "synthetic-tiny", "--epochs",
+                 "2", "--out", str(out), *overrides]) == 0
+    text = capsys.readouterr().out
+    path = out / "cpu" / "synthetic-tiny" / "full" / "id" / "sasrec" / "seed-0.json"
+    rec = read_record(path)
+    assert rec["training"]["epochs_run"] == 2 and len(rec["efficiency"]["epoch_seconds"]) == 2
+    assert rec["config"]["train"]["patience"] == 2
+    assert "| id " in text and "cpu:" in text and "(b 1024)" in text
+
+
+def test_efficiency_command_refuses_zero_epochs(capsys):
+    from bench.cli import main
+
+    assert main(["efficiency", "--methods", "id", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err

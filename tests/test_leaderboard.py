@@ -249,6 +249,72 @@ def test_a_corrupted_sidecar_is_named(tmp_path):
 def test_cli_lists_the_pages_written(tmp_path, capsys):
     records = write_records(tmp_path / "records")
     code = main(["leaderboard", "--records", str(records), "--out", str(tmp_path / "b"),
-                 "--no-plots"])
+                 "--efficiency-records", str(tmp_path / "none"), "--no-plots"])
     out = capsys.readouterr().out
     assert code == 0 and "synthetic-full.md" in out and "README.md" in out
+
+
+# ------------------------------------------------------------------------- efficiency tables
+def _efficiency_record(method: str, device: str, *, cached: bool = False) -> dict:
+    rec = _record(method, "sasrec", 0)
+    rec["config"]["train"].update(epochs=3, patience=3)
+    built = {"seconds": 12.5, "texts_per_second": 400.0, "device": "cuda"}
+    rec["efficiency"] = {
+        "device": device.split(":")[0], "epoch_seconds": [2.0, 2.0, 2.0],
+        "epoch_seconds_median": 2.0, "valid_seconds_median": 0.5,
+        "train_sequences_per_second": 1500.0, "train_seconds": 7.5,
+        "parameters": {"total": 2_000_000, "trainable": 500_000, "frozen": 1_500_000},
+        "peak_memory_train": {"mib": 812.0},
+        "inference": {"dtype": "float32",
+                      "latency_ms": {"batch_size": 1, "p50": 1.25, "p95": 2.5, "p99": 3.75},
+                      "throughput": {"batch_size": 1024, "users_per_second": 50_000.0},
+                      "peak_memory": {"mib": 300.0}},
+        "one_off": {} if method == "id" else {
+            "embedding": {"cache_hit": True, "built": built} if cached else
+            {"cache_hit": False, **built}}}
+    rec["provenance"]["device"] = device
+    return rec
+
+
+def write_efficiency(root: Path, rows) -> Path:
+    for method, device, slug, cached in rows:
+        path = root / slug / "synthetic" / "full" / method / "sasrec" / "seed-0.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_efficiency_record(method, device, cached=cached)))
+    return root
+
+
+def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
+    records = write_records(tmp_path / "records")
+    eff = write_efficiency(tmp_path / "eff", [
+        ("id", "cpu: Test CPU (2 threads)", "cpu", False),
+        ("id", "cuda: NVIDIA H200", "cuda-nvidia-h200", False),
+        ("llmemb", "cuda: NVIDIA H200", "cuda-nvidia-h200", True)])
+    out = tmp_path / "boards"
+    build(records, out, with_plots=False, efficiency_dir=eff)
+    page = (out / "synthetic-full.md").read_text()
+    table = page.split("## Efficiency")[1]
+    lines = [ln for ln in table.splitlines() if ln.startswith("| id") or ln.startswith("| llmemb")]
+    assert len(lines) == 3 and "Test CPU" in lines[0] and "H200" in lines[1]  # CPU rows first
+    # id's accuracy runs stopped after 30, 31, 32 epochs: 31 x (2.0 s + 0.5 s validation)
+    assert "≈ 78 (31 ep)" in lines[0]
+    assert "1.25 / 2.50 / 3.75" in lines[0] and "50,000 (b 1024)" in lines[0]
+    assert "0.50M / 2.00M" in lines[0]
+    assert "embedding 12.5 s (400 texts/s, on cuda) (cached)" in lines[2]
+    index = (out / "README.md").read_text()
+    assert "efficiency.md" in index and (out / "efficiency.md").read_text().count("| id") == 2
+
+
+def test_two_efficiency_records_for_one_device_are_refused(tmp_path):
+    records = write_records(tmp_path / "records")
+    eff = write_efficiency(tmp_path / "eff", [("id", "cpu: A", "cpu", False),
+                                              ("id", "cpu: A", "cpu-again", False)])
+    with pytest.raises(BenchError, match="two efficiency records.*cpu-again"):
+        build(records, tmp_path / "boards", with_plots=False, efficiency_dir=eff)
+
+
+def test_device_slugs_name_one_folder_per_device_kind():
+    from bench.leaderboard.costs import device_slug
+
+    assert device_slug("cuda: NVIDIA H200") == "cuda-nvidia-h200"
+    assert device_slug("cpu: Intel(R) Xeon(R) Processor (2 threads)") == "cpu"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.leaderboard.costs import efficiency_markdown, efficiency_table, epochs_to_stop, load_costs
 from bench.leaderboard.load import Page, load_pages
 from bench.leaderboard.plots import cost_plot, head_tail_plot
 from bench.leaderboard.render import MARKER, index_markdown, page_markdown
@@ -25,18 +26,30 @@ def _plots(page: Page, out_dir: Path, with_plots: bool) -> dict[str, str]:
     return names
 
 
-def build(records_dir: Path, out_dir: Path, with_plots: bool = True) -> list[Path]:
-    """Write one page per (dataset, protocol) and the index; remove generated pages whose
-    records are gone. Returns the files written."""
+def build(records_dir: Path, out_dir: Path, with_plots: bool = True,
+          efficiency_dir: Path | None = None) -> list[Path]:
+    """Write one page per (dataset, protocol), the efficiency page (when there are efficiency
+    records) and the index; remove generated pages whose records are gone. Returns the files
+    written."""
     out_dir = Path(out_dir)
     pages = load_pages(Path(records_dir))  # every check runs before anything is written
+    costs = load_costs(Path(efficiency_dir)) if efficiency_dir is not None else {}
+    epochs = {(p.dataset, p.protocol): epochs_to_stop(p.runs) for p in pages}
     written, files = [], {}
     for page in pages:
         path = out_dir / f"{page.slug}.md"
         plots = _plots(page, out_dir, with_plots)
-        write_text_atomic(path, page_markdown(page, plots))
+        rows = costs.get((page.dataset, page.protocol))
+        table = efficiency_table(rows, epochs[(page.dataset, page.protocol)]) if rows else None
+        write_text_atomic(path, page_markdown(page, plots, table))
         written += [path] + [out_dir / name for name in plots.values()]
         files[page.slug] = path.name
+    eff_rel = None
+    if costs:
+        path = out_dir / "efficiency.md"
+        write_text_atomic(path, efficiency_markdown(costs, epochs, MARKER))
+        written.append(path)
+        eff_rel = Path(os.path.relpath(efficiency_dir, out_dir)).as_posix()
     for stale in out_dir.glob("*.md"):
         if stale.name != "README.md" and stale not in written and \
                 stale.read_text(encoding="utf-8").startswith(MARKER):
@@ -45,5 +58,5 @@ def build(records_dir: Path, out_dir: Path, with_plots: bool = True) -> list[Pat
                 png.unlink()
     index = out_dir / "README.md"
     records = Path(os.path.relpath(records_dir, out_dir)).as_posix()
-    write_text_atomic(index, index_markdown(pages, files, records))
+    write_text_atomic(index, index_markdown(pages, files, records, eff_rel))
     return written + [index]

@@ -270,7 +270,7 @@ How to read this page:
   other work are slower than alone."""
 
 
-def page_markdown(page: Page, plots: dict[str, str]) -> str:
+def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = None) -> str:
     title = f"# {page.dataset} · {page.protocol} protocol"
     parts = [MARKER, title, header(page)]
     for metric in METRICS:
@@ -283,14 +283,19 @@ def page_markdown(page: Page, plots: dict[str, str]) -> str:
         table = delta_vs_best(page, metric)
         if table:
             parts += [f"## Δ {metric} vs the best row of each column", table]
-    parts += ["## What each row ran", rows_table(page), "## Cost", cost_table(page)]
+    parts += ["## What each row ran", rows_table(page),
+              "## Cost of these accuracy runs", cost_table(page)]
+    if efficiency:
+        parts += ["## Efficiency (separate fixed-epoch runs, per device)", efficiency,
+                  "How these figures were measured: [efficiency.md](efficiency.md#notes)."]
     if plots:
         parts += ["## Plots", "\n\n".join(f"![{alt}]({name})" for alt, name in plots.items())]
     parts += ["## Notes", NOTES]
     return "\n\n".join(parts) + "\n"
 
 
-def index_markdown(pages: list[Page], files: dict[str, str], records: str) -> str:
+def index_markdown(pages: list[Page], files: dict[str, str], records: str,
+                   efficiency: str | None = None) -> str:
     rows = [[f"[{p.dataset}]({files[p.slug]})", p.protocol, str(len(p.rows)),
              str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows}))] for p in pages]
     table = _table(rows, ["dataset", "protocol", "rows", "records", "methods"]) if rows else \
@@ -301,4 +306,6 @@ def index_markdown(pages: list[Page], files: dict[str, str], records: str) -> st
         f"[`{records}`]({records}) by `python -m bench leaderboard`. Each page starts with the "
         "protocol it was measured under; rows are method × backbone, mean ± 95% interval over "
         "seeds, with paired significance tests against the ID-only backbone and the best row.",
-        table]) + "\n"
+        table] + ([f"Training and serving cost per method × backbone × device: "
+                   f"[efficiency.md](efficiency.md), from the records in [`{efficiency}`]"
+                   f"({efficiency})."] if efficiency else [])) + "\n"
