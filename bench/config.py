@@ -90,6 +90,8 @@ def validate(cfg: dict[str, Any]) -> None:
                      "a positive integer")
     _require(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, "seed", cfg["seed"], "an integer >= 0")
     _require(cfg["device"] in ("auto", "cpu", "cuda"), "device", cfg["device"], "auto, cpu or cuda")
+    _require(cfg.get("ranking_kernel", "eager") in ("eager", "compiled"), "ranking_kernel",
+             cfg.get("ranking_kernel"), "eager or compiled")
     p = cfg["protocol"]
     _require(p["candidates"] in ("all", "sampled"), "protocol.candidates", p["candidates"], "all or sampled")
     if p["candidates"] == "sampled":

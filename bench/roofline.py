@@ -1,10 +1,16 @@
 """``python -m bench roofline``: full-ranking evaluation as a fraction of the machine's matmul rate.
 
 The scoring path of every sequential model ends in ``user @ items.T`` followed by ranking (the
-pessimistic rank of the target: one comparison and one sum per score). Its useful work is
+pessimistic rank of the target: one comparison and one count per score). Its useful work is
 2 x users x items x dim FLOPs. This command measures the device's dense matmul rate once
-(square ``torch.mm``), then times scoring alone and scoring + ranking at a realistic size, and
-prints each as a fraction of that rate. Warm-up, median of repeats, CUDA synchronised.
+(square ``torch.mm``), then times scoring alone and scoring + ranking at a realistic size with
+the suite's own ``pessimistic_rank``, under each ranking kernel (``ranking_kernel`` in the run
+config), and prints each as a fraction of that rate. Warm-up, median of repeats, CUDA
+synchronised.
+
+With dim 64 a score costs 128 FLOPs, so ranking (a compare and a count per score, memory
+bound) is not free: eager PyTorch writes a bool per score and reads it back; the compiled
+kernel fuses both into one pass.
 """
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.evaluation.ranking import pessimistic_rank
+from bench.evaluation.ranking import RANKING_KERNELS, pessimistic_rank
+from bench.errors import unknown_name
 from bench.records import device_name
 
 
@@ -43,8 +50,10 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5,
 
 
 def scoring_rates(device: torch.device, users: int, items: int, dim: int, batch: int,
-                  repeats: int = 3, dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """Useful FLOP/s of scoring all users against all items, alone and with ranking."""
+                  repeats: int = 5, dtype: torch.dtype = torch.float32,
+                  kernels: tuple[str, ...] = RANKING_KERNELS) -> dict[str, float]:
+    """Useful FLOP/s of scoring all users against all items, alone and with ranking by each
+    kernel (as the evaluator runs it: a fresh score matrix per batch)."""
     g = torch.Generator().manual_seed(1)
     u = torch.randn(users, dim, generator=g).to(device, dtype)
     v = torch.randn(items, dim, generator=g).to(device, dtype)
@@ -55,19 +64,24 @@ def scoring_rates(device: torch.device, users: int, items: int, dim: int, batch:
         for s, e in batches:
             u[s:e] @ v.T
 
-    def score_rank() -> None:
-        for s, e in batches:
-            pessimistic_rank(u[s:e] @ v.T, target[s:e])
+    def score_rank(kernel: str) -> Callable[[], None]:
+        def run() -> None:
+            for s, e in batches:
+                pessimistic_rank(u[s:e] @ v.T, target[s:e], kernel)
+        return run
 
     flops = 2.0 * users * items * dim
-    return {"scoring": flops / _median_seconds(score, device, repeats),
-            "scoring_ranking": flops / _median_seconds(score_rank, device, repeats)}
+    rates = {"scoring": flops / _median_seconds(score, device, repeats)}
+    for kernel in kernels:
+        rates[f"scoring_ranking_{kernel}"] = flops / _median_seconds(score_rank(kernel), device,
+                                                                    repeats)
+    return rates
 
 
 def roofline(device: torch.device, users: int, items: int, dim: int, batch: int,
-             size: int = 2048) -> dict[str, Any]:
+             size: int = 2048, kernels: tuple[str, ...] = RANKING_KERNELS) -> dict[str, Any]:
     peak = matmul_rate(device, size)
-    rates = scoring_rates(device, users, items, dim, batch)
+    rates = scoring_rates(device, users, items, dim, batch, kernels=kernels)
     return {"device": device_name(device), "matmul_gflops": peak / 1e9,
             "shape": {"users": users, "items": items, "dim": dim, "batch": batch},
             **{f"{k}_gflops": r / 1e9 for k, r in rates.items()},
@@ -78,16 +92,22 @@ def main(args: argparse.Namespace) -> int:
     from bench.runner import resolve_device
 
     device = resolve_device(args.device)
-    out = roofline(device, args.users, args.items, args.dim, args.batch, args.size)
+    kernels = tuple(k.strip() for k in args.kernels.split(",") if k.strip())
+    for k in kernels:
+        if k not in RANKING_KERNELS:
+            raise unknown_name("ranking kernel", k, RANKING_KERNELS)
+    out = roofline(device, args.users, args.items, args.dim, args.batch, args.size, kernels)
     s = out["shape"]
     print(f"device: {out['device']}")
     print(f"matmul rate (torch.mm {args.size}^3, fp32): {out['matmul_gflops']:.1f} GFLOP/s")
     print(f"full ranking {s['users']} users x {s['items']} items x {s['dim']} dims, batch "
           f"{s['batch']}:")
-    print(f"  scoring only      {out['scoring_gflops']:.1f} GFLOP/s = "
+    print(f"  scoring only                     {out['scoring_gflops']:.1f} GFLOP/s = "
           f"{out['scoring_fraction']:.2f} of the matmul rate")
-    print(f"  scoring + ranking {out['scoring_ranking_gflops']:.1f} GFLOP/s = "
-          f"{out['scoring_ranking_fraction']:.2f} of the matmul rate (target >= 0.50 on CPU)")
+    for k in kernels:
+        print(f"  scoring + ranking, {k:<8} kernel {out[f'scoring_ranking_{k}_gflops']:.1f} "
+              f"GFLOP/s = {out[f'scoring_ranking_{k}_fraction']:.2f} of the matmul rate "
+              "(target >= 0.50 on CPU)")
     return 0
 
 
@@ -99,7 +119,11 @@ def add_parser(sub) -> None:
     p.add_argument("--users", type=int, default=20000, help="users scored (default 20000)")
     p.add_argument("--items", type=int, default=12000, help="items (default 12000)")
     p.add_argument("--dim", type=int, default=64, help="vector width (default 64)")
-    p.add_argument("--batch", type=int, default=1024, help="users per batch (default 1024)")
+    p.add_argument("--batch", type=int, default=256,
+                   help="users per batch (default 256, the suite's train.eval_batch_size)")
     p.add_argument("--size", type=int, default=2048, help="square matmul size (default 2048)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--kernels", default=",".join(RANKING_KERNELS),
+                   help="ranking kernels to time (default eager,compiled; compiled needs a C++ "
+                   "compiler and compiles once, seconds)")
     p.set_defaults(func=main)

@@ -232,8 +232,10 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         per_window = model.expected_positions(loader.lengths)
         model.position_norm = loader.batch_size * float(per_window.mean())
 
+    kernel = cfg.get("ranking_kernel", "eager")
+
     def valid_fn():
-        ranks = rank_targets(model, valid, t["eval_batch_size"], device)
+        ranks = rank_targets(model, valid, t["eval_batch_size"], device, kernel)
         ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
         return ndcg, {"ndcg@10": ndcg}
 
@@ -253,7 +255,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     trainer.load_best()
 
     eval_start = time.perf_counter()
-    ranks = rank_targets(model, test, t["eval_batch_size"], device)
+    ranks = rank_targets(model, test, t["eval_batch_size"], device, kernel)
     eval_seconds = time.perf_counter() - eval_start
     users, targets = test.user.numpy(), test.target.numpy()
     groups = group_masks(stats, users, targets, protocol, cfg["dataset"].get("paper_thresholds"),

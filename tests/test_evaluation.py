@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -21,6 +22,25 @@ def test_pessimistic_rank_counts_ties_against_the_target():
 def test_nan_scores_never_help():
     scores = torch.tensor([[float("nan"), 0.1, 0.2], [0.5, float("nan"), 0.1]])
     assert pessimistic_rank(scores, torch.tensor([0, 0])).tolist() == [3, 1]
+
+
+def test_infinite_scores_rank_as_ordered_and_nan_targets_rank_last():
+    inf = float("inf")
+    scores = torch.tensor([[-inf, 0.0, float("nan")], [inf, inf, 1.0], [float("nan"), 1.0, 2.0]])
+    assert pessimistic_rank(scores, torch.tensor([0, 2, 0])).tolist() == [2, 3, 3]
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile needs a C++ compiler")
+def test_compiled_ranking_kernel_gives_the_eager_ranks():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 5, (37, 211), generator=g).float()  # many ties
+    scores[3, 7], scores[5] = float("nan"), 1.0
+    target = torch.randint(0, 211, (37,), generator=g)
+    target[3] = 7
+    eager = pessimistic_rank(scores, target, "eager")
+    assert torch.equal(pessimistic_rank(scores, target, "compiled"), eager)
+    assert eager[3] == 211 and eager[5] == 211  # NaN target, constant row: last
 
 
 def test_metric_formulas():

@@ -38,16 +38,44 @@ class EvalSplit:
                    target=f[split_dataset.iid_field].clone())
 
 
-def pessimistic_rank(scores: torch.Tensor, target_col: torch.Tensor) -> torch.Tensor:
-    """Rank of column ``target_col[b]`` in row ``b`` of ``scores``; ties go against the target."""
-    scores = torch.nan_to_num(scores.float(), nan=float("-inf"))
+RANKING_KERNELS = ("eager", "compiled")
+_compiled_count = None
+
+
+def _count_eager(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Per row, how many scores are >= the row's threshold: one compare pass and one byte sum
+    (summing the bools as uint8 into int32 is about twice as fast as ``.sum()`` on bools)."""
+    return (scores >= threshold).view(torch.uint8).sum(1, dtype=torch.int32)
+
+
+def _count_compiled(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """The same count fused into one vectorised loop by ``torch.compile`` (no bool tensor):
+    about 6x faster than eager on a CPU, compiled once per process (seconds; cached on disk)."""
+    global _compiled_count
+    if _compiled_count is None:
+        _compiled_count = torch.compile(
+            lambda s, t: (s >= t).sum(1, dtype=torch.int32), dynamic=True)
+    return _compiled_count(scores, threshold)
+
+
+def pessimistic_rank(scores: torch.Tensor, target_col: torch.Tensor,
+                     kernel: str = "eager") -> torch.Tensor:
+    """Rank of column ``target_col[b]`` in row ``b`` of ``scores``; ties go against the target.
+
+    NaN is the lowest score: a NaN item never counts against a real target (NaN >= t is
+    false), and a NaN target ranks last. ``kernel`` picks how the compare-and-count runs
+    (``RANKING_KERNELS``); the ranks are identical.
+    """
+    scores = scores.float()
     target_score = scores.gather(1, target_col.view(-1, 1))
-    return (scores >= target_score).sum(dim=1)  # counts the target itself: 1 + others >=
+    count = (_count_compiled if kernel == "compiled" else _count_eager)(scores, target_score)
+    worst = torch.isnan(target_score.view(-1))
+    return torch.where(worst, scores.shape[1], count.long())  # counts the target itself
 
 
 @torch.no_grad()
 def rank_targets(model, split: EvalSplit, batch_size: int,
-                 device: torch.device | str = "cpu") -> np.ndarray:
+                 device: torch.device | str = "cpu", kernel: str = "eager") -> np.ndarray:
     """Score every user of ``split`` with ``model.full_sort_predict`` and return 1-based ranks.
 
     Full protocol: candidates are all items (the padding id 0 is never a candidate).
@@ -73,7 +101,8 @@ def rank_targets(model, split: EvalSplit, batch_size: int,
         target = split.target[sl]
         if split.negatives is not None:
             cand = torch.cat([target.view(-1, 1), split.negatives[sl]], dim=1)
-            ranks.append(pessimistic_rank(scores.gather(1, cand), torch.zeros_like(target)))
+            ranks.append(pessimistic_rank(scores.gather(1, cand), torch.zeros_like(target),
+                                          kernel))
             continue
         scores = scores[:, 1:]  # drop the padding id; column j is item j + 1
         if split.history is not None:
@@ -83,7 +112,7 @@ def rank_targets(model, split: EvalSplit, batch_size: int,
             masked[rows, torch.cat(hist) - 1] = True
             masked[torch.arange(target.numel()), target - 1] = False
             scores = scores.masked_fill(masked, float("-inf"))
-        ranks.append(pessimistic_rank(scores, target - 1))
+        ranks.append(pessimistic_rank(scores, target - 1, kernel))
     out = torch.empty(len(split), dtype=torch.long)
     out[order] = torch.cat(ranks)
     return out.numpy().astype(np.int64)
