@@ -203,12 +203,30 @@ def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data
                                device, adapter_view or prepared)
 
 
-def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
-                    work_dir: Path, device: torch.device,
-                    adapter_view: PreparedDataset) -> Artifacts:
+@dataclass
+class Setup:
+    """Everything a run builds before its first epoch: RecBole's data and config, the
+    evaluation splits, the adapter's context (one-off stages done) and the untrained model
+    with its training loader. The runner trains it; benchmarks time single steps of it."""
+
+    rb_config: Any
+    dataset: Any
+    splits: tuple
+    stats: SequenceStats
+    valid: EvalSplit
+    test: EvalSplit
+    ctx: BuildContext
+    model: Any
+    loader: Seq2SeqTrainLoader
+    data_seconds: float
+    prepare_seconds: float
+
+
+def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDataset,
+                data_path: Path, work_dir: Path, device: torch.device,
+                adapter_view: PreparedDataset | None = None) -> Setup:
     protocol, t = cfg["protocol"], cfg["train"]
-    code_at_start = provenance(device, None)["git"]  # the code that trains, not what is checked
-    backbone_cls = BACKBONES[key.backbone]          # out by the time the record is written
+    backbone_cls = BACKBONES[key.backbone]
     rb_config = recbole_config(backbone_cls, prepared.name,
                                _recbole_dict(cfg, data_path, work_dir, device))
     start = time.perf_counter()
@@ -218,8 +236,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     valid, test = _eval_splits(dataset, splits, stats, protocol)
     data_seconds = time.perf_counter() - start
 
-    ctx = BuildContext(rb_config, splits[0], backbone_cls, adapter_view, cfg["method"],
-                       Path(cfg["paths"]["cache"]), run_cfg=cfg, device=device)
+    ctx = BuildContext(rb_config, splits[0], backbone_cls, adapter_view or prepared,
+                       cfg["method"], Path(cfg["paths"]["cache"]), run_cfg=cfg, device=device)
     prepare_start = time.perf_counter()
     adapter.prepare(ctx)  # one-off stages; cached ones cost only their lookup
     prepare_seconds = time.perf_counter() - prepare_start
@@ -227,10 +245,23 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     model = adapter.build_model(ctx).to(device)
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
                                 key.seed, t["bucket_batches"])
-
     if t["loss_reduction"] == "constant":
         per_window = model.expected_positions(loader.lengths)
         model.position_norm = loader.batch_size * float(per_window.mean())
+    return Setup(rb_config, dataset, tuple(splits), stats, valid, test, ctx, model, loader,
+                 data_seconds, prepare_seconds)
+
+
+def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
+                    work_dir: Path, device: torch.device,
+                    adapter_view: PreparedDataset) -> Artifacts:
+    protocol, t = cfg["protocol"], cfg["train"]
+    # the code that trains, not what is checked out by the time the record is written
+    code_at_start = provenance(device, None)["git"]
+    setup = build_setup(cfg, key, adapter, prepared, data_path, work_dir, device, adapter_view)
+    rb_config, dataset, splits, stats = setup.rb_config, setup.dataset, setup.splits, setup.stats
+    valid, test, ctx, model, loader = setup.valid, setup.test, setup.ctx, setup.model, setup.loader
+    data_seconds, prepare_seconds = setup.data_seconds, setup.prepare_seconds
 
     kernel = cfg.get("ranking_kernel", "eager")
 

@@ -65,3 +65,10 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/benchmarks times hot paths; it runs only with ``--benchmark-only``."""
+    if collection_path.name == "benchmarks" and not config.getoption("benchmark_only", False):
+        return True
+    return None
