@@ -40,16 +40,32 @@ class TextItemTable(nn.Module):
         self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
         self.embedding_dim = out_dim
         self.n_llm_rows = llm_table.size(0)
+        self._served: tuple[tuple, torch.Tensor] | None = None
 
     def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
         vec = self.adapter(self.llm[ids])
         return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
 
-    @property
-    def weight(self) -> torch.Tensor:
-        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be."""
+    def _table(self) -> torch.Tensor:
         table = self._adapt(torch.arange(self.n_llm_rows, device=self.llm.device))
         return table if self.extra is None else torch.cat([table, self.extra], dim=0)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be.
+
+        Scoring all items maps every LM vector through the adapter (AlphaRec's 5M-parameter
+        MLP: ~90 ms per request on a CPU). Under ``no_grad`` in eval mode the table is computed
+        once and reused until a parameter changes (each tensor's in-place version counter and
+        storage are part of the key, so an optimiser step or ``load_state_dict`` invalidates it).
+        """
+        if self.training or torch.is_grad_enabled():
+            self._served = None
+            return self._table()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._served is None or self._served[0] != key:
+            self._served = (key, self._table())
+        return self._served[1]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.extra is None:

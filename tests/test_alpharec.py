@@ -78,3 +78,31 @@ def test_id_lightgcn_runs_and_graph_methods_are_refused_where_unsupported(tmp_pa
 
     with pytest.raises(BenchError, match="does not support backbone 'lightgcn'"):
         execute(compose(tiny_overrides(tmp_path, "method=llm_esr", "backbone=lightgcn")))
+
+
+def test_served_item_table_is_reused_until_a_parameter_changes():
+    """Eval-mode scoring reuses the adapted table; an optimiser step or load_state_dict
+    must invalidate it (a stale table would silently score with old weights)."""
+    from bench.item_tables import TextItemTable, mlp_adapter
+
+    torch.manual_seed(0)
+    table = TextItemTable(torch.randn(30, 16), mlp_adapter(16, 32, 8), 8, extra_rows=2)
+    table.eval()
+    with torch.no_grad():
+        first = table.weight
+        assert table.weight is first  # reused
+    opt = torch.optim.SGD(table.parameters(), lr=0.5)
+    table.train()
+    table.weight.sum().backward()
+    opt.step()
+    table.eval()
+    with torch.no_grad():
+        after_step = table.weight
+        assert not torch.equal(after_step, first)
+        assert torch.equal(after_step, table._table())
+        state = {k: v.clone() + 1.0 if k.startswith("adapter") else v.clone()
+                 for k, v in table.state_dict().items()}
+        table.load_state_dict(state)
+        assert torch.equal(table.weight, table._table()) and not torch.equal(table.weight,
+                                                                             after_step)
+    assert table.weight.requires_grad  # with grad enabled it is always recomputed
