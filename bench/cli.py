@@ -49,7 +49,7 @@ def _include(paths: list[str] | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import compose
-    from bench.runner import execute
+    from bench.runner import execute_all
 
     _include(args.include)
     for key in ("methods", "backbones", "datasets", "seeds", "protocol"):
@@ -62,12 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              *args.overrides]
             for d in datasets for p in protocols for m in methods for b in backbones for s in seeds]
     configs = [compose(job) for job in jobs]  # check every config before training anything
-    outcomes = []
-    for cfg in configs:
-        outcome = execute(cfg, force=args.force)
-        if outcome.skipped:
-            print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
-        outcomes.append(outcome)
+    outcomes = execute_all(configs, force=args.force)
     print(summary_table(outcomes))
     return 0
 

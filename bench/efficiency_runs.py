@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from bench.config import compose
     from bench.leaderboard.costs import CostRow, device_slug, efficiency_table
     from bench.records import device_name, read_record
-    from bench.runner import execute, resolve_device
+    from bench.runner import execute_all, resolve_device
 
     _include(args.include)
     if args.epochs < 1:
@@ -64,12 +64,7 @@ def main(args: argparse.Namespace) -> int:
     configs = [compose([f"dataset={d}", f"protocol={protocol}", f"method={m}", f"backbone={b}",
                         *args.overrides, *fixed])
                for d in datasets for m in methods for b in backbones]
-    outcomes = []
-    for cfg in configs:
-        outcome = execute(cfg, force=args.force)
-        if outcome.skipped:
-            print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
-        outcomes.append(outcome)
+    outcomes = execute_all(configs, force=args.force)
     for dataset in datasets:
         rows = []
         for o in outcomes:

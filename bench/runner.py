@@ -126,6 +126,17 @@ def _per_user_frame(dataset, test: EvalSplit, ranks: np.ndarray, stats: Sequence
     })
 
 
+def execute_all(configs: list[dict[str, Any]], force: bool = False) -> list[Outcome]:
+    """Run each config in turn (``execute``), saying which ones were skipped."""
+    outcomes = []
+    for cfg in configs:
+        outcome = execute(cfg, force=force)
+        if outcome.skipped:
+            print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
+        outcomes.append(outcome)
+    return outcomes
+
+
 def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists."""
     key = run_key(cfg)

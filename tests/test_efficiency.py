@@ -90,3 +90,26 @@ def test_efficiency_command_refuses_zero_epochs(capsys):
 
     assert main(["efficiency", "--methods", "id", "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_heap_tuning_is_applied_and_recorded(trained):
+    """glibc keeps large blocks in the heap (bench/runtime.py), and every record says so."""
+    import platform
+
+    from bench.runtime import malloc_state
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert "M_MMAP_MAX=0" in malloc_state()
+    record = trained("sasrec", "full").record
+    assert record["provenance"]["runtime"]["malloc"] == malloc_state()
+
+
+def test_heap_tuning_can_be_switched_off():
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import bench.runtime as r; r.tune_malloc(); "
+                          "print(r.malloc_state())"], capture_output=True, text=True,
+                         env={**os.environ, "BENCH_MALLOC": "default"}, check=True)
+    assert "BENCH_MALLOC=default" in out.stdout

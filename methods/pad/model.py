@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.backbones import TARGET_SEQ
+from bench.item_tables import ServedTable
 
 # tllib's GaussianKernel multipliers in PAD: alpha = 2^k, k = -3..1
 MMD_ALPHAS = tuple(2.0 ** k for k in range(-3, 2))
@@ -48,7 +49,7 @@ def text_tower(lm_dim: int, dim: int, dropout: float, depth: int = 4) -> nn.Sequ
     return nn.Sequential(*layers)
 
 
-class AlignedItemTable(nn.Module):
+class AlignedItemTable(ServedTable, nn.Module):
     """Phase 2's item vectors: CAT(E_id'[i], g(x_i)) with CAT = Dropout -> Linear(2d -> d) ->
     GELU; E_id' starts as the phase-1 ID table. ``auxiliary_loss`` adds the MK-MMD between
     g(x) and E_id' over the batch's target items (the rec-anchored alignment)."""
@@ -74,7 +75,9 @@ class AlignedItemTable(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self(torch.arange(self.ids.num_embeddings, device=self.llm.device))
+        """Every item's vector; reused while serving (``ServedTable``)."""
+        return self.served(lambda: self(torch.arange(self.ids.num_embeddings,
+                                                     device=self.llm.device)))
 
     def auxiliary_loss(self, targets: torch.Tensor) -> torch.Tensor:
         if self.mmd_weight <= 0 or targets.numel() < 2:
