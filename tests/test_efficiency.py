@@ -12,18 +12,29 @@ from bench.efficiency import PeakMemory, inference_profile
 from bench.errors import BenchError
 
 
-def test_peak_memory_sees_a_large_cpu_allocation():
-    from bench.efficiency import _rss_bytes
+_PEAK_SCRIPT = """
+import time, torch
+from bench.efficiency import PeakMemory, _rss_bytes
+before = _rss_bytes()
+with PeakMemory(torch.device("cpu")) as big:
+    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, freed before the block ends
+    x += 1
+    time.sleep(0.1)  # lives a few sampling intervals
+    del x
+fig = big.figure()
+print(big.peak - before, fig["bytes"] == big.peak, "cpu peak resident set size" in fig["kind"])
+"""
 
-    before = _rss_bytes()
-    with PeakMemory(torch.device("cpu")) as big:
-        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched, freed before the block ends
-        x += 1
-        time.sleep(0.1)  # lives a few sampling intervals
-        del x
-    assert big.peak - before > 48 * 2**20  # the freed tensor still counts in the peak
-    fig = big.figure()
-    assert fig["bytes"] == big.peak and "cpu peak resident set size" in fig["kind"]
+
+def test_peak_memory_sees_a_large_cpu_allocation():
+    """In a fresh process: a long-running one may hold freed heap memory that a new tensor
+    reuses without raising the resident set (bench/runtime.py keeps large blocks)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert int(out[0]) > 48 * 2**20 and out[1:] == ["True", "True"]
 
 
 def test_inference_profile_reports_labelled_percentiles_and_throughput(trained):
