@@ -21,8 +21,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.evaluation.ranking import RANKING_KERNELS, pessimistic_rank
 from bench.errors import unknown_name
+from bench.evaluation.ranking import RANKING_KERNELS, pessimistic_rank
 from bench.records import device_name
 
 

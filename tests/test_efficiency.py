@@ -1,16 +1,13 @@
 """Efficiency figures: peak memory, inference latency and throughput, stored in every record."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
 from bench.config import compose
-from bench.efficiency import PeakMemory, inference_profile
+from bench.efficiency import inference_profile
 from bench.errors import BenchError
-
 
 _PEAK_SCRIPT = """
 import time, torch
@@ -120,7 +117,7 @@ def test_heap_tuning_can_be_switched_off():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import bench.runtime as r; r.tune_malloc(); "
-                          "print(r.malloc_state())"], capture_output=True, text=True,
+    code = "import bench.runtime as r; r.tune_malloc(); print(r.malloc_state())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "BENCH_MALLOC": "default"}, check=True)
     assert "BENCH_MALLOC=default" in out.stdout

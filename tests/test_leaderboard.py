@@ -294,7 +294,7 @@ def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
     build(records, out, with_plots=False, efficiency_dir=eff)
     page = (out / "synthetic-full.md").read_text()
     table = page.split("## Efficiency")[1]
-    lines = [ln for ln in table.splitlines() if ln.startswith("| id") or ln.startswith("| llmemb")]
+    lines = [ln for ln in table.splitlines() if ln.startswith(("| id", "| llmemb"))]
     assert len(lines) == 3 and "Test CPU" in lines[0] and "H200" in lines[1]  # CPU rows first
     # id's accuracy runs stopped after 30, 31, 32 epochs: 31 x (2.0 s + 0.5 s validation)
     assert "≈ 78 (31 ep)" in lines[0]

@@ -158,9 +158,9 @@ def efficiency_markdown(pages: dict[tuple[str, str], list[CostRow]],
                         epochs: dict[tuple[str, str], dict[tuple[str, str], float]],
                         marker: str) -> str:
     """The efficiency page: one section per (dataset, protocol), then the notes."""
-    parts = [marker, "# Efficiency",
-             "Training and serving cost per method x backbone x device, from the efficiency "
-             "records (`python -m bench efficiency`). Accuracy is on the per-dataset pages."]
+    intro = ("Training and serving cost per method x backbone x device, from the efficiency "
+             "records (`python -m bench efficiency`). Accuracy is on the per-dataset pages.")
+    parts = [marker, "# Efficiency", intro]
     for (dataset, protocol), rows in sorted(pages.items()):
         parts += [f"## {dataset} · {protocol} protocol",
                   efficiency_table(rows, epochs.get((dataset, protocol)))]
