@@ -95,12 +95,16 @@ def read_record(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _git_commit() -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
+def _git_commit(root: Path | None = None) -> dict[str, Any]:
+    """HEAD and whether tracked *code* differs from it. ``leaderboards/`` holds outputs (records
+    and generated pages): a batch of runs publishing there would otherwise mark every run after
+    its first as dirty."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)leaderboards"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -299,7 +299,7 @@ def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
     # id's accuracy runs stopped after 30, 31, 32 epochs: 31 x (2.0 s + 0.5 s validation)
     assert "≈ 78 (31 ep)" in lines[0]
     assert "1.25 / 2.50 / 3.75" in lines[0] and "50,000 (b 1024)" in lines[0]
-    assert "0.50M / 2.00M" in lines[0]
+    assert "0.50M / 2.00M" in lines[0] and lines[0].rstrip(" |").endswith("0123456")
     assert "embedding 12.5 s (400 texts/s, on cuda) (cached)" in lines[2]
     index = (out / "README.md").read_text()
     assert "efficiency.md" in index and (out / "efficiency.md").read_text().count("| id") == 2

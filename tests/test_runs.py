@@ -161,3 +161,24 @@ def test_losses_follow_the_protocol(trained):
     ce = F.cross_entropy(logits, batch["target_item_list"][batch["target_item_list"] > 0])
     assert full.calculate_loss(batch).item() == pytest.approx(ce.item(), rel=1e-5)
     paper.position_norm, full.position_norm = norms
+
+
+def test_published_records_do_not_mark_the_code_dirty(tmp_path):
+    """Runs publishing into leaderboards/ change tracked files there; only code counts."""
+    import subprocess
+
+    from bench.records import _git_commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "leaderboards").mkdir()
+    (tmp_path / "leaderboards" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    (tmp_path / "leaderboards" / "r.json").write_text('{"a": 1}')
+    assert _git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _git_commit(tmp_path)["dirty"] is True

@@ -106,6 +106,13 @@ def one_off(record: dict[str, Any]) -> str:
     return "; ".join(parts) or "none"
 
 
+def _commit(record: dict[str, Any]) -> str:
+    """Short commit of the code that measured the row; ``+`` marks uncommitted changes."""
+    git = _get(record, "provenance", "git") or {}
+    commit = git.get("commit")
+    return "–" if not commit else commit[:7] + ("+" if git.get("dirty") else "")
+
+
 def _epoch_with_valid(record: dict[str, Any]) -> float | None:
     eff = record["efficiency"]
     if eff.get("epoch_seconds_median") is None:
@@ -136,7 +143,7 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
             " / ".join(_fmt(lat.get(q), 2) for q in ("p50", "p95", "p99")),
             f"{_fmt(thr.get('users_per_second'), 0)} (b {thr.get('batch_size', '–')})",
             _fmt(_get(inf, "peak_memory", "mib"), 0),
-            one_off(rec), converge, len(eff.get("epoch_seconds") or []),
+            one_off(rec), converge, len(eff.get("epoch_seconds") or []), _commit(rec),
         ])
     return out
 
@@ -144,7 +151,7 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
 HEADERS = ["method", "backbone", "device", "dtype", "params trainable / total", "s / epoch",
            "train seq / s (batch)", "peak train MiB", "latency ms p50 / p95 / p99 (batch 1)",
            "users / s (batch)", "peak inference MiB", "one-off costs", "est. s to converge",
-           "epochs timed"]
+           "epochs timed", "code"]
 
 
 def _order(row: CostRow) -> tuple:
@@ -201,4 +208,6 @@ How to read the efficiency table:
   measured when the cache was built, on the device named.
 - est. s to converge = epochs the accuracy runs of the same row took to early stop (mean over
   seeds, from the accuracy records) × this device's s / epoch including validation.
+- code: the commit that measured the row (+ = with uncommitted changes); rows measured by
+  different code are only as comparable as the code is.
 - CPU rows are measured with the machine otherwise idle unless a page note says otherwise."""
