@@ -329,6 +329,28 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 
 
+def portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config as a record stores it. Where this machine keeps runs, caches and data says
+    nothing about what was measured, and committed records must not carry one machine's
+    absolute paths: ``paths`` is dropped, and a value under one of its folders (a dataset's
+    files under ``paths.data``) is written as ``${paths.<name>}/...``, as the configs spell it."""
+    roots = sorted(((str(v).rstrip("/"), k) for k, v in (cfg.get("paths") or {}).items() if v),
+                   key=lambda pair: -len(pair[0]))
+
+    def portable(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: portable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [portable(v) for v in value]
+        if isinstance(value, str):
+            for root, name in roots:
+                if value.startswith(root + "/"):
+                    return f"${{paths.{name}}}{value[len(root):]}"
+        return value
+
+    return {k: portable(v) for k, v in cfg.items() if k != "paths"}
+
+
 def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, trainer, loader,
                  metrics, timing: dict[str, float], n_test: int, device: torch.device,
                  encoder: str | None) -> dict[str, Any]:
@@ -362,8 +384,6 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
                     "n_users": int(dataset.user_num - 1), "n_items": int(dataset.item_num - 1),
                     "n_interactions": int(prepared.meta["n_interactions"]),
                     "paper_thresholds": cfg["dataset"].get("paper_thresholds")},
-        # where this machine keeps runs, caches and data says nothing about what was measured,
-        # and committed records must not carry one machine's absolute paths
-        "config": {k: v for k, v in cfg.items() if k != "paths"},
+        "config": portable_config(cfg),
         "provenance": provenance(device, encoder),
     }

@@ -182,3 +182,20 @@ def test_published_records_do_not_mark_the_code_dirty(tmp_path):
     assert _git_commit(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert _git_commit(tmp_path)["dirty"] is True
+
+
+def test_records_spell_data_files_relative_to_the_data_folder():
+    """A dataset read from /some/machine/data is recorded as ${paths.data}/..., so records
+    made on two machines can share a leaderboard page."""
+    from bench.runner import portable_config
+
+    cfg = {"paths": {"data": "/mnt/x/data/", "runs": "runs", "cache": "/mnt/x/data/cache"},
+           "dataset": {"sequences": "/mnt/x/data/beauty/seq.txt", "name": "beauty",
+                       "text_fields": ["title"]},
+           "encoder": {"path": "/models/llama"}, "seed": 0}
+    out = portable_config(cfg)
+    assert "paths" not in out
+    assert out["dataset"] == {"sequences": "${paths.data}/beauty/seq.txt", "name": "beauty",
+                              "text_fields": ["title"]}
+    assert out["encoder"] == {"path": "/models/llama"}  # a user's model stays where it is named
+    assert portable_config({**cfg, "x": "/mnt/x/data/cache/f"})["x"] == "${paths.cache}/f"
