@@ -58,10 +58,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     methods, backbones = _names("method", args.methods), _names("backbone", args.backbones)
     datasets, protocols = _names("dataset", args.datasets), _names("protocol", args.protocol)
     seeds = parse_seeds(args.seeds)
+    # hydra.* / hydra/... overrides configure a sweep's launcher, not a run
+    launcher_overrides = [o for o in args.overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    overrides = [o for o in args.overrides if o not in launcher_overrides]
+    if launcher_overrides and args.launcher is None:
+        raise BenchError(f"'{launcher_overrides[0]}' configures a sweep's launcher; add "
+                         "--launcher joblib|submitit_local|slurm (or drop it)")
     jobs = [[f"dataset={d}", f"protocol={p}", f"method={m}", f"backbone={b}", f"seed={s}",
-             *args.overrides]
+             *overrides]
             for d in datasets for p in protocols for m in methods for b in backbones for s in seeds]
     configs = [compose(job) for job in jobs]  # check every config before training anything
+    if args.launcher is not None:
+        from bench.sweep import launch
+
+        axes = {"dataset": datasets, "protocol": protocols, "method": methods,
+                "backbone": backbones, "seed": seeds}
+        return launch(axes, overrides + launcher_overrides, args.launcher, args.force,
+                      Path(configs[0]["paths"]["runs"]), args.include or [])
     outcomes = execute_all(configs, force=args.force)
     print(summary_table(outcomes))
     return 0
@@ -250,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun runs whose record exists")
     run.add_argument("--include", action="append", metavar="FILE",
                      help="load a method adapter from this Python file (repeatable)")
+    run.add_argument("--launcher", metavar="NAME",
+                     help="run the grid as a Hydra multirun sweep, one job per run: joblib "
+                     "(local processes; hydra.launcher.n_jobs=N), submitit_local, slurm "
+                     "(configs/hydra/launcher/slurm.yaml; e.g. hydra.launcher.partition=gpu) "
+                     "or basic (one after another)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     run.set_defaults(func=cmd_run)
 

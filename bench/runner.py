@@ -22,15 +22,23 @@ from tqdm.auto import tqdm
 
 from bench.adapters import BuildContext, load_adapter, method_source
 from bench.backbones import BACKBONES
+from bench.checkpoint import EpochCheckpoint, checkpoint_path
 from bench.compat import recbole_config
 from bench.data.prepared import PreparedDataset, export_recbole
 from bench.data.sources import prepare
-from bench.errors import BenchError
 from bench.efficiency import PeakMemory, inference_profile
+from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
-from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
+from bench.records import (
+    SCHEMA,
+    RunKey,
+    fingerprint,
+    provenance,
+    read_record,
+    write_run,
+)
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
@@ -155,8 +163,15 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
                          "ID-only (no item text); use a dataset with text, e.g. beauty or yelp")
     device = resolve_device(cfg["device"])
     data_path = export_recbole(prepared, cache / "recbole")
-    art = train_and_test(cfg, adapter, prepared, data_path, device)
+    resume = None
+    if cfg.get("resume", True):
+        identity = fingerprint({"config": {s: cfg.get(s) for s in _IDENTITY + ("encoder",)},
+                                "dataset": prepared.fingerprint})
+        resume = EpochCheckpoint(checkpoint_path(record_path), identity)
+    art = train_and_test(cfg, adapter, prepared, data_path, device, resume=resume)
     write_run(record_path, art.record, art.per_user)
+    if resume is not None:
+        resume.remove()
     return Outcome(key, record_path, skipped=False, record=art.record)
 
 
@@ -202,16 +217,17 @@ def _check_same_run(record_path: Path, prepared: PreparedDataset, cfg: dict[str,
 
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,
-                   device: torch.device, adapter_view: PreparedDataset | None = None
-                   ) -> Artifacts:
+                   device: torch.device, adapter_view: PreparedDataset | None = None,
+                   resume: EpochCheckpoint | None = None) -> Artifacts:
     """Train with early stopping on validation, restore the best weights, rank the test users.
 
     ``adapter_view``: the prepared dataset the adapter is shown instead of ``prepared`` (the
     conformance check passes a copy with perturbed held-out targets; the harness's own split,
-    selection and evaluation always use ``prepared``)."""
+    selection and evaluation always use ``prepared``). ``resume``: continue from (and save
+    after every epoch) this checkpoint."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
         return _train_and_test(cfg, run_key(cfg), adapter, prepared, data_path, Path(work_dir),
-                               device, adapter_view or prepared)
+                               device, adapter_view or prepared, resume)
 
 
 @dataclass
@@ -264,8 +280,8 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
 
 
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
-                    work_dir: Path, device: torch.device,
-                    adapter_view: PreparedDataset) -> Artifacts:
+                    work_dir: Path, device: torch.device, adapter_view: PreparedDataset,
+                    resume: EpochCheckpoint | None = None) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
     # the code that trains, not what is checked out by the time the record is written
     code_at_start = provenance(device, None)["git"]
@@ -282,17 +298,22 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         return ndcg, {"ndcg@10": ndcg}
 
     trainer = BenchTrainer(rb_config, model, valid_fn)
-    bar = tqdm(total=t["epochs"], desc=str(key), unit="epoch", leave=True,
-               disable=not cfg.get("show_progress", True), dynamic_ncols=True)
+    seconds_before = resume.restore(trainer, loader) if resume is not None else 0.0
+    bar = tqdm(total=t["epochs"], initial=len(trainer.valid_history), desc=str(key),
+               unit="epoch", leave=True, disable=not cfg.get("show_progress", True),
+               dynamic_ncols=True)
 
     def on_epoch(epoch_idx: int, score: float) -> None:
         bar.update(1)
         bar.set_postfix_str(f"valid NDCG@10 {score:.4f} (best {trainer.best_valid_score:.4f})")
+        if resume is not None:
+            resume.save(trainer, loader, epoch_idx,
+                        seconds_before + time.perf_counter() - train_start)
 
     train_start = time.perf_counter()
     with PeakMemory(device) as train_memory:
         trainer.fit(loader, valid, verbose=False, saved=True, callback_fn=on_epoch)
-    train_seconds = time.perf_counter() - train_start
+    train_seconds = seconds_before + time.perf_counter() - train_start
     bar.close()
     trainer.load_best()
 
@@ -332,8 +353,9 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
 def portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config as a record stores it. Where this machine keeps runs, caches and data says
     nothing about what was measured, and committed records must not carry one machine's
-    absolute paths: ``paths`` is dropped, and a value under one of its folders (a dataset's
-    files under ``paths.data``) is written as ``${paths.<name>}/...``, as the configs spell it."""
+    absolute paths: ``paths`` (and ``force``, how the run was asked for) is dropped, and a
+    value under one of its folders (a dataset's files under ``paths.data``) is written as
+    ``${paths.<name>}/...``, as the configs spell it."""
     roots = sorted(((str(v).rstrip("/"), k) for k, v in (cfg.get("paths") or {}).items() if v),
                    key=lambda pair: -len(pair[0]))
 
@@ -348,7 +370,7 @@ def portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
                     return f"${{paths.{name}}}{value[len(root):]}"
         return value
 
-    return {k: portable(v) for k, v in cfg.items() if k != "paths"}
+    return {k: portable(v) for k, v in cfg.items() if k not in ("paths", "force")}
 
 
 def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, trainer, loader,
@@ -366,7 +388,8 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
                     "valid": {"NDCG@10": trainer.best_valid_score, "best_epoch": trainer.best_epoch}},
         "training": {"epochs_run": len(trainer.epoch_seconds), "best_epoch": trainer.best_epoch,
                      "valid_ndcg10_per_epoch": trainer.valid_history,
-                     "train_windows": len(loader.lengths), "batch_size": loader.batch_size},
+                     "train_windows": len(loader.lengths), "batch_size": loader.batch_size,
+                     "resumed_at_epochs": trainer.resumed_at},
         "efficiency": {
             "device": str(device), "data_seconds": timing["data"],
             "train_seconds": timing["train"], "epoch_seconds": trainer.epoch_seconds,

@@ -119,6 +119,7 @@ class BenchTrainer(Trainer):
         self.epoch_seconds: list[float] = []
         self.valid_seconds: list[float] = []
         self.valid_history: list[float] = []
+        self.resumed_at: list[int] = []  # epochs a resumed run continued from (bench.checkpoint)
 
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer; a model with ``optimizer_groups(lr)`` gets its own parameter
@@ -142,7 +143,12 @@ class BenchTrainer(Trainer):
         return score, result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        """Keep the best weights in memory: nothing is written, nothing to clean up."""
+        """Keep the best weights in memory: nothing is written, nothing to clean up.
+
+        RecBole calls this with epoch -1 when a fit starts with no epochs left; a run resumed
+        after its last epoch already holds its best weights."""
+        if epoch < 0 and self.best_state is not None:
+            return
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.best_epoch = epoch
 

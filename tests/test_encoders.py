@@ -117,12 +117,14 @@ def test_embedding_cache_hit_skips_work_and_corruption_is_rebuilt(tmp_path, monk
     assert len(calls) == 1 and again.info["cache_hit"] and not first.info["cache_hit"]
     np.testing.assert_array_equal(first.vectors, again.vectors)
     assert again.info["built"]["texts_per_second"] > 0
-    npy = next((tmp_path / "cache" / "embeddings" / "items").glob("*.npy"))
-    data = bytearray(npy.read_bytes())
-    data[-4:] = b"\x00\x00\xc0\x7f"  # flip the last float: same size, wrong checksum
-    npy.write_bytes(bytes(data))
+    entry = next((tmp_path / "cache" / "embeddings" / "items").glob("*.npz"))
+    data = bytearray(entry.read_bytes())
+    at = data.index(first.vectors[-1].tobytes())  # the last row, inside the uncompressed zip
+    data[at: at + 4] = b"\x00\x00\xc0\x7f"  # same size, other bytes
+    entry.write_bytes(bytes(data))
     rebuilt = item_embeddings(ds, ds_cfg, MINILM, tmp_path / "cache", progress=False)
-    assert len(calls) == 2 and "corrupted (checksum mismatch); rebuilding" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(calls) == 2 and "corrupted (" in err and "; rebuilding" in err
     np.testing.assert_array_equal(rebuilt.vectors, first.vectors)
     other = item_embeddings(ds, {**ds_cfg, "prompt_domain": "beauty"}, MINILM, tmp_path / "cache",
                             progress=False)

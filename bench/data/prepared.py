@@ -103,13 +103,41 @@ def write_prepared(out_dir: Path, name: str, interactions: pd.DataFrame, items: 
                 "n_interactions": int(len(inter)), "source": source, "sha256": shas,
                 "fingerprint": _fingerprint(shas[INTER_FILE], shas[ITEMS_FILE])}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        if _holds(out_dir, meta["fingerprint"]):  # a concurrent job wrote the same data first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return load_prepared(out_dir)
+        discard(out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:  # not renamed onto a non-empty directory: another job's came first
+            if not _holds(out_dir, meta["fingerprint"]):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return load_prepared(out_dir)
+
+
+def _holds(out_dir: Path, fingerprint: str) -> bool:
+    try:
+        return json.loads((out_dir / META_FILE).read_text())["fingerprint"] == fingerprint
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def discard(path: Path) -> None:
+    """Remove a file or directory by renaming it aside first (one atomic step), so a
+    concurrent reader never sees it half deleted; it finds the old entry whole, or none."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.discarded")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        return
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
 
 
 def _read_tsv(path: Path, required: list[str], fix: str) -> pd.DataFrame:

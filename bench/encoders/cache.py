@@ -14,12 +14,13 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.data.prepared import sha256_file
+from bench.data.prepared import discard, sha256_file
 
 
 def cache_key(**parts: Any) -> str:
@@ -32,54 +33,62 @@ def _warn(path: Path, why: str) -> None:
 
 
 class ArrayCache:
-    """``<root>/<kind>/<key>.npy`` plus ``<key>.json`` (parts, shape, sha256)."""
+    """``<root>/<kind>/<key>.npz``: the array and its metadata (parts, shape, sha256 of the
+    array's bytes) in one file, so an entry appears in one ``os.replace``. Two jobs computing
+    the same entry at once each write their own temporary file; the last rename wins and a
+    reader sees one whole entry or none, never an array from one writer and metadata from
+    the other."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
-        folder = self.root / kind
-        return folder / f"{key}.npy", folder / f"{key}.json"
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / kind / f"{key}.npz"
+
+    def _read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+        with np.load(path, allow_pickle=False) as npz:
+            array, meta = npz["array"], json.loads(str(npz["meta"]))
+        if _digest(array) != meta["sha256"]:
+            raise ValueError("checksum mismatch")
+        return array, meta
 
     def load(self, kind: str, key: str) -> np.ndarray | None:
-        arr_path, meta_path = self._paths(kind, key)
-        if not arr_path.exists() and not meta_path.exists():
+        path = self._path(kind, key)
+        if not path.exists():
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            if sha256_file(arr_path) != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            return np.load(arr_path, allow_pickle=False)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            _warn(arr_path, f"corrupted ({exc})")
-            arr_path.unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+            return self._read(path)[0]
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            _warn(path, f"corrupted ({exc})")
+            discard(path)
             return None
 
     def figures(self, kind: str, key: str) -> dict[str, Any]:
         """What building the entry cost (stored with it), so a cache hit can still report it."""
         try:
-            return json.loads(self._paths(kind, key)[1].read_text()).get("figures", {})
-        except (OSError, ValueError):
+            return self._read(self._path(kind, key))[1].get("figures", {})
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
             return {}
 
     def save(self, kind: str, key: str, array: np.ndarray, parts: dict[str, Any],
              figures: dict[str, Any] | None = None) -> None:
-        arr_path, meta_path = self._paths(kind, key)
-        arr_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy", dir=arr_path.parent)
-        os.close(fd)
+        path = self._path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = np.ascontiguousarray(array)
+        meta = {"parts": parts, "shape": list(array.shape), "dtype": str(array.dtype),
+                "sha256": _digest(array), "figures": figures or {}}
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=path.parent)
         try:
-            np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
-            meta = {"parts": parts, "shape": list(array.shape), "dtype": str(array.dtype),
-                    "sha256": sha256_file(Path(tmp)), "figures": figures or {}}
-            os.replace(tmp, arr_path)
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, array=array, meta=np.array(json.dumps(meta, default=str)))
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp")
-        tmp_meta.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp_meta, meta_path)
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 class DirCache:
@@ -105,7 +114,7 @@ class DirCache:
             return folder
         except (OSError, ValueError, KeyError, TypeError) as exc:
             _warn(folder, f"corrupted ({exc})")
-            shutil.rmtree(folder, ignore_errors=True)
+            discard(folder)
             return None
 
     def figures(self, kind: str, key: str) -> dict[str, Any]:
@@ -116,14 +125,23 @@ class DirCache:
 
     def commit(self, kind: str, key: str, build_dir: Path, parts: dict[str, Any],
                figures: dict[str, Any] | None = None) -> Path:
-        """Seal a fully written ``build_dir`` (made by ``staging``) as the entry for ``key``."""
+        """Seal a fully written ``build_dir`` (made by ``staging``) as the entry for ``key``.
+
+        A directory cannot be renamed onto a non-empty one, so when two jobs build the same
+        entry at once the first rename wins and the second job keeps the winner's entry (the
+        same key means the same inputs) and drops its own copy."""
         files = {p.name: sha256_file(p) for p in sorted(build_dir.iterdir()) if p.is_file()}
         manifest = {"parts": parts, "files": files, "figures": figures or {}}
         (build_dir / self.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         target = self.path(kind, key)
         if target.exists():
-            shutil.rmtree(target)
-        os.replace(build_dir, target)
+            self.valid(kind, key)  # a damaged entry is reported and removed
+        try:
+            os.replace(build_dir, target)
+        except OSError:
+            if self.valid(kind, key) is None:
+                raise
+            shutil.rmtree(build_dir, ignore_errors=True)
         return target
 
     def staging(self, kind: str, key: str) -> Path:

@@ -19,9 +19,21 @@ import torch
 
 from bench.data.prepared import PreparedDataset, sha256_file
 from bench.encoders.cache import ArrayCache, cache_key
-from bench.encoders.models import (LanguageModel, batch_limits, encode, load_language_model, model_directory,
-                                   resolve_device_dtype, weights_hash)
-from bench.encoders.prompts import item_prompts, template_for, user_prompts, user_template_id
+from bench.encoders.models import (
+    LanguageModel,
+    batch_limits,
+    encode,
+    load_language_model,
+    model_directory,
+    resolve_device_dtype,
+    weights_hash,
+)
+from bench.encoders.prompts import (
+    item_prompts,
+    template_for,
+    user_prompts,
+    user_template_id,
+)
 from bench.errors import BenchError
 
 
@@ -49,13 +61,31 @@ def pca(x: np.ndarray, dim: int) -> np.ndarray:
     return (t @ (comps * signs).T).float().numpy()
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles arrays, lists and dicts of them, nothing else: a pickle naming any other
+    class or function (which could run code) is refused instead of executed."""
+
+    ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which is not an array or a dict of arrays (refused: "
+                "unpickling it could run code); save the table with numpy.save or as a dict of "
+                "numpy arrays")
+        return super().find_class(module, name)
+
+
 def load_precomputed(path: Path, item_ids: list[str], row_offset: int = 1) -> np.ndarray:
     """A user's embedding file -> rows for ``item_ids``.
 
     ``.npy`` (a 2-D array) or a pickle (``.pkl``) of a 2-D array or of a dict keyed by item id.
     An array is indexed by integer item id: row ``k`` is item ``k + row_offset`` (LLM-ESR and
     LLMEmb release theirs with row k = item id k+1, so the default offset is 1).
-    Pickles can run code when loaded: only load files you trust.
+    A pickle may hold only numpy arrays, lists and dicts (``_ArrayUnpickler``): one that names
+    anything else is refused, since unpickling arbitrary objects can run code.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -65,7 +95,7 @@ def load_precomputed(path: Path, item_ids: list[str], row_offset: int = 1) -> np
             obj = np.load(path, allow_pickle=False)
         else:
             with open(path, "rb") as f:
-                obj = pickle.load(f)  # noqa: S301 (the user's own file, documented above)
+                obj = _ArrayUnpickler(f).load()
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
         raise BenchError(f"cannot read precomputed embeddings '{path}': {exc}") from None
     if isinstance(obj, dict):

@@ -23,7 +23,7 @@ from bench.records import SCHEMA, fingerprint, read_record, sidecar_path
 GROUPS = ("overall", "head_item", "tail_item", "short_user", "long_user")
 METRICS = ("NDCG@10", "HR@10")
 # Config keys that may differ between the seeds of one row (everything else must be equal).
-_SEED_FREE = ("seed", "paths", "show_progress", "efficiency", "ranking_kernel")
+_SEED_FREE = ("seed", "paths", "show_progress", "efficiency", "ranking_kernel", "resume")
 # Config sections every row of a page must share: what the comparison holds fixed.
 _PAGE_SHARED = ("dataset", "protocol", "train", "device")
 
