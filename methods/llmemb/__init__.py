@@ -24,10 +24,16 @@ import numpy as np
 import torch
 
 from bench.adapters import BuildContext, MethodAdapter
+from bench.checkpoint import EpochCheckpoint
 from bench.encoders.cache import ArrayCache, DirCache, cache_key
 from bench.encoders.models import load_language_model
 from bench.encoders.prompts import item_prompts, template_for
-from bench.encoders.tables import align_to_recbole, encoder_identity, item_embeddings, pca
+from bench.encoders.tables import (
+    align_to_recbole,
+    encoder_identity,
+    item_embeddings,
+    pca,
+)
 from bench.errors import BenchError
 from methods.llmemb.rat import AdaptedItemTable
 from methods.llmemb.scft import train_scft
@@ -88,10 +94,13 @@ class LLMEmb(MethodAdapter):
                 one_off["scft"] = {"cache_hit": True, "adapter": str(adapter_dir)}
             else:
                 prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
-                peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress)
+                resume = adapters.root / "scft" / f"{stage}.resume.pt"
+                peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress,
+                                                 checkpoint=resume)
                 staging = adapters.staging("scft", stage)
                 peft_model.save_pretrained(str(staging))
                 adapters.commit("scft", stage, staging, parts, figures)
+                resume.unlink(missing_ok=True)
                 one_off["scft"] = {"cache_hit": False, **figures}
             emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress, lm=lm,
                                   model=peft_model, stage=stage)
@@ -123,7 +132,9 @@ class LLMEmb(MethodAdapter):
         if table is None:
             start = time.perf_counter()
             data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
-            art = train_and_test(cfg, load_adapter("id"), ctx.prepared, data_path, ctx.device)
+            resume = EpochCheckpoint(store.root / "teacher" / f"{key}.resume.pt", key)
+            art = train_and_test(cfg, load_adapter("id"), ctx.prepared, data_path, ctx.device,
+                                 resume=resume)
             tokens = art.dataset.field2id_token[art.dataset.iid_field]
             weights = art.model.item_embedding.weight.detach().cpu().numpy()
             # stored by item token order of the prepared table, so any split can re-align it
@@ -133,6 +144,7 @@ class LLMEmb(MethodAdapter):
                        "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"],
                        "epochs": art.record["training"]["epochs_run"]}
             store.save("teacher", key, table, parts, figures)
+            resume.remove()
             one_off["teacher"] = {"cache_hit": False, **figures}
         else:
             one_off["teacher"] = {"cache_hit": True, "built": store.figures("teacher", key)}

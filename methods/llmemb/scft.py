@@ -10,8 +10,11 @@ computed in float32 and checked every step, so the NaN embeddings users of the o
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,10 +63,45 @@ def contrastive_loss(x: torch.Tensor, y: torch.Tensor, tau: torch.Tensor) -> tor
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T)) / 2
 
 
+CHECKPOINT_EVERY = 25  # steps; a LoRA checkpoint is a few MB even for a 7B model
+
+
+def _save_progress(path: Path, step: int, model, tau, opt, sched, rng: random.Random,
+                   order: list[int], losses: list[float], seconds: float) -> None:
+    """The stage's state after ``step`` steps, written atomically (temp file, rename)."""
+    from peft import get_peft_model_state_dict
+
+    state = {"step": step, "lora": get_peft_model_state_dict(model), "tau": tau.detach().cpu(),
+             "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.getstate(),
+             "torch_rng": torch.get_rng_state(), "order": order, "losses": losses,
+             "seconds": seconds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_progress(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (any damage means: start the stage afresh)
+        print(f"note: SCFT checkpoint {path} is unreadable ({type(exc).__name__}); starting "
+              "SCFT afresh", file=sys.stderr)
+        return None
+
+
 def train_scft(lm: LanguageModel, prompts: list[str], cfg: dict[str, Any], seed: int,
-               progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """LoRA-fine-tune ``lm`` on ``prompts``; return the peft model and the stage's figures."""
-    from peft import LoraConfig, get_peft_model
+               progress: bool = True, checkpoint: Path | None = None
+               ) -> tuple[Any, dict[str, Any]]:
+    """LoRA-fine-tune ``lm`` on ``prompts``; return the peft model and the stage's figures.
+
+    ``checkpoint``: every ``CHECKPOINT_EVERY`` steps the LoRA weights, optimiser, scheduler,
+    temperature and random state are saved there, and a rerun continues from the last save
+    with the same result as an uninterrupted stage (the caller deletes it once the adapter
+    is committed to the cache)."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -79,9 +117,23 @@ def train_scft(lm: LanguageModel, prompts: list[str], cfg: dict[str, Any], seed:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps))
     max_length = int(cfg["scft_max_length"])
     order: list[int] = []
-    losses = []
+    losses: list[float] = []
+    first, before = 0, 0.0
+    saved = _load_progress(checkpoint)
+    if saved is not None:
+        set_peft_model_state_dict(model, saved["lora"])
+        with torch.no_grad():
+            tau.copy_(saved["tau"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        order, losses = list(saved["order"]), list(saved["losses"])
+        first, before = int(saved["step"]), float(saved["seconds"])
+        print(f"resume: SCFT continues from {checkpoint} after step {first}", file=sys.stderr)
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc="SCFT", unit="step", disable=not progress, leave=False)
+    bar = tqdm(range(first, steps), desc="SCFT", unit="step", disable=not progress, leave=False,
+               initial=first, total=steps)
     for step in bar:
         if len(order) < batch:  # epochs over the items, reshuffled
             order += rng.sample(range(len(prompts)), len(prompts))
@@ -101,8 +153,11 @@ def train_scft(lm: LanguageModel, prompts: list[str], cfg: dict[str, Any], seed:
         sched.step()
         losses.append(loss.item())
         bar.set_postfix_str(f"loss {loss.item():.4f} tau {tau.item():.3f}")
+        if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
+            _save_progress(checkpoint, step + 1, model, tau, opt, sched, rng, order, losses,
+                           before + time.perf_counter() - start)
     bar.close()
-    seconds = time.perf_counter() - start
+    seconds = before + time.perf_counter() - start
     model.eval()
     figures = {"steps": steps, "batch_items": batch, "seconds": seconds,
                "pairs_per_second": steps * batch / seconds, "lora_targets": targets,

@@ -28,12 +28,18 @@ import numpy as np
 import torch
 
 from bench.adapters import BuildContext, MethodAdapter
+from bench.checkpoint import EpochCheckpoint
 from bench.encoders.cache import DirCache, cache_key
 from bench.encoders.tables import align_to_recbole, item_title_embeddings
 from bench.errors import BenchError
 from bench.item_tables import TextItemTable
-from methods.pad.model import (AlignedItemTable, gated_class, initial_gate_logits,
-                               popularity_bins, text_tower)
+from methods.pad.model import (
+    AlignedItemTable,
+    gated_class,
+    initial_gate_logits,
+    popularity_bins,
+    text_tower,
+)
 
 EXPERTS = ("id", "aligned", "text")
 
@@ -120,7 +126,8 @@ class PAD(MethodAdapter):
             start = time.perf_counter()
             data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
             adapter = load_adapter("id") if phase == 1 else _AlignPhase(phase1, table.vectors)
-            art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device)
+            resume = EpochCheckpoint(store.root / label / f"{key}.resume.pt", key)
+            art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device, resume=resume)
             tokens = [str(t) for t in art.dataset.field2id_token[art.dataset.iid_field]]
             state = {k: v.detach().cpu() for k, v in art.model.state_dict().items()}
             figures = {"seconds": time.perf_counter() - start,
@@ -129,6 +136,7 @@ class PAD(MethodAdapter):
             staging = store.staging(label, key)
             torch.save({"state": state, "items": tokens}, staging / "model.pt")
             folder = store.commit(label, key, staging, parts, figures)
+            resume.remove()
             one_off[label] = {"cache_hit": False, "seed": cfg["seed"], **figures}
         else:
             one_off[label] = {"cache_hit": True, "seed": cfg["seed"],
