@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,13 @@ from recbole.utils import init_seed
 from tabulate import tabulate
 
 from bench.adapters import load_adapter
+from bench.checkpoint import EpochCheckpoint
 from bench.compat import recbole_config
 from bench.config import compose
 from bench.data.prepared import export_recbole
 from bench.data.sources import prepare
 from bench.errors import unknown_name
+from bench.records import fingerprint
 from bench.runner import _recbole_dict, resolve_device, train_and_test
 
 
@@ -42,6 +45,10 @@ class _TimedTrainer(Trainer):
         super().__init__(config, model)
         self.epoch_seconds: list[float] = []
         self.best_epoch = -1
+        # what bench.checkpoint saves and restores (a converging bare run spans sessions)
+        self.best_state, self.resumed_at = None, []
+        self.valid_seconds: list[float] = []
+        self.valid_history: list[float] = []
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
@@ -52,12 +59,14 @@ class _TimedTrainer(Trainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         """Print one line per epoch: a converging bare run takes an hour or more on a CPU."""
         score, result = super()._valid_epoch(valid_data, show_progress)
+        self.valid_history.append(score)
         print(f"  bare epoch {len(self.epoch_seconds) - 1}: train {self.epoch_seconds[-1]:.1f} s, "
               f"valid {self.valid_metric} {score:.4f}", flush=True)
         return score, result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        self.best_epoch = epoch
+        if epoch >= 0 or not self.resumed_at:  # -1: RecBole's call for a run with no epochs left
+            self.best_epoch = epoch
 
 
 def bare_recbole(cfg: dict[str, Any], data_path: Path, name: str, epochs: int, patience: int,
@@ -75,13 +84,28 @@ def bare_recbole(cfg: dict[str, Any], data_path: Path, name: str, epochs: int, p
     init_seed(cfg["seed"], True)
     model = SASRec(config, train.dataset).to(device)
     trainer = _TimedTrainer(config, model)
+    resume, loader_state = None, SimpleNamespace(epoch=0)
+    if validate:  # converging takes hours on a CPU: continue a killed run from its last epoch
+        identity = fingerprint({k: v for k, v in config_dict.items()
+                                if k not in ("data_path", "checkpoint_dir", "show_progress")})
+        resume = EpochCheckpoint(Path(cfg["paths"]["cache"]) / "speed" /
+                                 f"bare-{name}-{identity}.resume.pt", identity)
+        resume.restore(trainer, loader_state)
+
+    def save(epoch_idx: int, score: float) -> None:
+        if resume is not None:
+            resume.save(trainer, loader_state, epoch_idx, sum(trainer.epoch_seconds))
+
     torch.autograd.set_detect_anomaly(anomaly)
     try:
         best, _ = trainer.fit(train, valid if validate else None, verbose=False, saved=True,
-                              show_progress=cfg.get("show_progress", True))
+                              show_progress=cfg.get("show_progress", True), callback_fn=save)
     finally:
         torch.autograd.set_detect_anomaly(False)
         shutil.rmtree(work_dir, ignore_errors=True)
+    if resume is not None:
+        best = trainer.best_valid_score  # fit returns it too; also right when nothing was left
+        resume.remove()
     return {"epoch_seconds": trainer.epoch_seconds, "samples": len(train.dataset),
             "valid_ndcg10": best if validate else None, "best_epoch": trainer.best_epoch}
 

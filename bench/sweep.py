@@ -61,8 +61,20 @@ def _outcome(cfg: DictConfig) -> dict[str, Any]:
         return {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _limit_threads() -> None:
+    """A job given ``hydra.launcher.cpus_per_task`` (submitit, SLURM) uses that many threads,
+    not every core of the node it shares (joblib's workers are limited by joblib itself).
+    Records name the thread count with the device."""
+    cpus = HydraConfig.get().launcher.get("cpus_per_task")
+    if cpus:
+        import torch
+
+        torch.set_num_threads(int(cpus))
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def run_job(cfg: DictConfig) -> dict[str, Any]:
+    _limit_threads()
     result = _outcome(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     result["overrides"] = list(HydraConfig.get().overrides.task)

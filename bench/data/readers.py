@@ -158,7 +158,9 @@ def read_recbole_item_file(path: Path, fields: list[str], encoding: str = "utf-8
     width = len(header)
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != width:
-            raise BenchError(f"{path} line {i}: {len(row)} fields, the header has {width}")
+            raise BenchError(f"{path} line {i}: {len(row)} fields, the header has {width}; "
+                             "give every row one tab-separated value per header field (empty "
+                             "for a missing one)")
     df = pd.DataFrame(rows[1:], columns=header).rename(columns={"item_id": "item"})
     _check_fields(df, fields, path, ", ".join(header))
     return df[["item", *fields]].replace({"None": ""})

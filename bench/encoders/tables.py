@@ -97,7 +97,8 @@ def load_precomputed(path: Path, item_ids: list[str], row_offset: int = 1) -> np
             with open(path, "rb") as f:
                 obj = _ArrayUnpickler(f).load()
     except (OSError, ValueError, pickle.UnpicklingError, EOFError) as exc:
-        raise BenchError(f"cannot read precomputed embeddings '{path}': {exc}") from None
+        raise BenchError(f"cannot read precomputed embeddings '{path}': {exc}; point "
+                         "encoder.path at an intact .npy or .pkl (re-export it if damaged)") from None
     if isinstance(obj, dict):
         table = {str(k): np.asarray(v, dtype=np.float32) for k, v in obj.items()}
         missing = [i for i in item_ids if i not in table]
@@ -120,7 +121,9 @@ def load_precomputed(path: Path, item_ids: list[str], row_offset: int = 1) -> np
                              f"{row_offset}; check the file or encoder.row_offset")
         out = arr[rows]
     if not np.isfinite(out).all():
-        raise BenchError(f"{path}: contains NaN or inf values")
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        raise BenchError(f"{path}: {bad} of the dataset's items have NaN or inf values; "
+                         "re-export the table (NaN often means a float16 overflow)")
     return out
 
 
