@@ -46,6 +46,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _floats(values) -> list[float]:
+    """Plain floats: ``weights_only`` loading refuses numpy scalars."""
+    return [float(v) for v in values]
+
+
 class EpochCheckpoint:
     """Save and restore a ``BenchTrainer`` and its ``Seq2SeqTrainLoader`` between epochs.
 
@@ -61,9 +66,10 @@ class EpochCheckpoint:
             "stopped": trainer.cur_step > trainer.stopping_step, "model": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(), "best_state": trainer.best_state,
             "best_epoch": trainer.best_epoch, "best_valid_score": float(trainer.best_valid_score),
-            "cur_step": trainer.cur_step, "epoch_seconds": trainer.epoch_seconds,
-            "valid_seconds": trainer.valid_seconds, "valid_history": trainer.valid_history,
-            "resumed_at": trainer.resumed_at, "train_seconds": train_seconds,
+            "cur_step": int(trainer.cur_step), "epoch_seconds": _floats(trainer.epoch_seconds),
+            "valid_seconds": _floats(trainer.valid_seconds),
+            "valid_history": _floats(trainer.valid_history),  # RecBole's scores are numpy floats
+            "resumed_at": trainer.resumed_at, "train_seconds": float(train_seconds),
             "loader_epoch": loader.epoch, "rng": _rng_state(),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -202,3 +202,31 @@ def test_concurrent_writers_of_one_cache_entry_never_corrupt_it(tmp_path, capfd)
     assert "corrupted" not in capfd.readouterr().err
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_converging_bare_recbole_run_continues_after_a_kill(tmp_path, monkeypatch, capsys):
+    """``bench speed --converge`` (hours on Beauty on a CPU) continues where it was killed."""
+    from bench import speed
+    from bench.config import compose
+    from bench.data.prepared import export_recbole
+    from bench.data.sources import prepare
+
+    cfg = compose(tiny_overrides(tmp_path))
+    prepared = prepare(cfg["dataset"], Path(cfg["paths"]["cache"]))
+    data_path = export_recbole(prepared, Path(cfg["paths"]["cache"]) / "recbole")
+    real, calls = speed._TimedTrainer._valid_epoch, []
+
+    def killed_in_epoch_3(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(speed._TimedTrainer, "_valid_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        speed.bare_recbole(cfg, data_path, prepared.name, 4, 4, anomaly=False, validate=True)
+    monkeypatch.setattr(speed._TimedTrainer, "_valid_epoch", real)
+    res = speed.bare_recbole(cfg, data_path, prepared.name, 4, 4, anomaly=False, validate=True)
+    assert "resume: continuing from" in capsys.readouterr().err
+    assert len(res["epoch_seconds"]) == 4 and res["valid_ndcg10"] > 0
+    assert not list((tmp_path / "cache" / "speed").glob("*.resume.pt"))
