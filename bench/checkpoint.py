@@ -63,7 +63,8 @@ class EpochCheckpoint:
     def save(self, trainer, loader, epoch_idx: int, train_seconds: float) -> None:
         state = {
             "format": FORMAT, "identity": self.identity, "epoch": epoch_idx,
-            "stopped": trainer.cur_step > trainer.stopping_step, "model": trainer.model.state_dict(),
+            "stopped": trainer.cur_step > trainer.stopping_step,
+            "model": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(), "best_state": trainer.best_state,
             "best_epoch": trainer.best_epoch, "best_valid_score": float(trainer.best_valid_score),
             "cur_step": int(trainer.cur_step), "epoch_seconds": _floats(trainer.epoch_seconds),
@@ -92,7 +93,8 @@ class EpochCheckpoint:
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.best_state, trainer.best_epoch = state["best_state"], state["best_epoch"]
         trainer.best_valid_score, trainer.cur_step = state["best_valid_score"], state["cur_step"]
-        trainer.epoch_seconds, trainer.valid_seconds = state["epoch_seconds"], state["valid_seconds"]
+        trainer.epoch_seconds = state["epoch_seconds"]
+        trainer.valid_seconds = state["valid_seconds"]
         trainer.valid_history = state["valid_history"]
         done = state["epoch"] + 1
         trainer.resumed_at = [*state["resumed_at"], done]

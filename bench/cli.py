@@ -59,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     datasets, protocols = _names("dataset", args.datasets), _names("protocol", args.protocol)
     seeds = parse_seeds(args.seeds)
     # hydra.* / hydra/... overrides configure a sweep's launcher, not a run
-    launcher_overrides = [o for o in args.overrides if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    launcher_overrides = [o for o in args.overrides
+                          if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     overrides = [o for o in args.overrides if o not in launcher_overrides]
     if launcher_overrides and args.launcher is None:
         raise BenchError(f"'{launcher_overrides[0]}' configures a sweep's launcher; add "

@@ -230,3 +230,24 @@ def test_a_converging_bare_recbole_run_continues_after_a_kill(tmp_path, monkeypa
     assert "resume: continuing from" in capsys.readouterr().err
     assert len(res["epoch_seconds"]) == 4 and res["valid_ndcg10"] > 0
     assert not list((tmp_path / "cache" / "speed").glob("*.resume.pt"))
+
+
+def _build_under_lock(root: str, barrier) -> tuple[float, float]:
+    import bench  # noqa: F401
+    from bench.encoders.cache import build_lock
+
+    barrier.wait()
+    with build_lock(Path(root), "same-key"):
+        start = time.monotonic()
+        time.sleep(0.5)
+        return start, time.monotonic()
+
+
+def test_jobs_missing_the_same_entry_build_it_one_at_a_time(tmp_path):
+    """The second job waits for the first (then finds a cache hit) instead of fine-tuning the
+    same LLM twice."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Manager().Barrier(3)
+    with ctx.Pool(3) as pool:
+        spans = sorted(pool.starmap(_build_under_lock, [(str(tmp_path), barrier)] * 3))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no two builds overlap

@@ -8,6 +8,7 @@ Writes go to a temporary name first, then are renamed.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,12 +16,39 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.data.prepared import discard, sha256_file
+
+
+@contextmanager
+def build_lock(folder: Path, key: str) -> Iterator[None]:
+    """Hold an exclusive lock on building entry ``key`` while the block runs.
+
+    Concurrent jobs (a sweep's seeds, say) that miss the same entry would each build it (an
+    LLM fine-tuning, a teacher): the first takes the lock and builds, the others wait, then
+    look again and find a cache hit. Correctness never depends on it (entries are written
+    atomically either way); it saves the duplicate work. ``flock`` on ``<key>.lock`` (left in
+    place: deleting a lock file races with its next user); the lock is released when the
+    process dies, so a killed builder never blocks the others."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"note: another job is building {folder.name}/{key}; waiting for it",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cache_key(**parts: Any) -> str:

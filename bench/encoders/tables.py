@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from bench.data.prepared import PreparedDataset, sha256_file
-from bench.encoders.cache import ArrayCache, cache_key
+from bench.encoders.cache import ArrayCache, build_lock, cache_key
 from bench.encoders.models import (
     LanguageModel,
     batch_limits,
@@ -225,19 +225,21 @@ def _encoded_table(kind: str, make_texts, parts: dict[str, Any], label: str,
     info = {"kind": "hf", "encoder": encoder_id, "cache_key": key, "cache_hit": vectors is not None}
     if vectors is None and only_cached:
         return None
-    if vectors is not None:
-        info["built"] = store.figures(kind, key)
-        return EmbeddingTable(vectors, encoder_id, info)
-    lm = lm or load_language_model(encoder_cfg, cache_dir)
-    texts = make_texts()
-    start = time.perf_counter()
-    vectors = encode(lm, texts, max_length, *batch_limits(encoder_cfg, lm.device), progress,
-                     model=model)
-    seconds = time.perf_counter() - start
-    info.update(seconds=seconds, texts_per_second=len(texts) / seconds)
-    store.save(kind, key, vectors, parts, {"seconds": seconds, "n_texts": len(texts),
-                                           "texts_per_second": len(texts) / seconds,
-                                           "device": str(lm.device)})
+    with build_lock(store.root / kind, key):
+        vectors = store.load(kind, key)  # built by another job while this one waited?
+        if vectors is not None:
+            info.update(cache_hit=True, built=store.figures(kind, key))
+            return EmbeddingTable(vectors, encoder_id, info)
+        lm = lm or load_language_model(encoder_cfg, cache_dir)
+        texts = make_texts()
+        start = time.perf_counter()
+        vectors = encode(lm, texts, max_length, *batch_limits(encoder_cfg, lm.device), progress,
+                         model=model)
+        seconds = time.perf_counter() - start
+        info.update(seconds=seconds, texts_per_second=len(texts) / seconds)
+        store.save(kind, key, vectors, parts, {"seconds": seconds, "n_texts": len(texts),
+                                               "texts_per_second": len(texts) / seconds,
+                                               "device": str(lm.device)})
     return EmbeddingTable(vectors, encoder_id, info)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from bench.adapters import BuildContext, MethodAdapter
 from bench.checkpoint import EpochCheckpoint
-from bench.encoders.cache import ArrayCache, DirCache, cache_key
+from bench.encoders.cache import ArrayCache, DirCache, build_lock, cache_key
 from bench.encoders.models import load_language_model
 from bench.encoders.prompts import item_prompts, template_for
 from bench.encoders.tables import (
@@ -82,41 +82,52 @@ class LLMEmb(MethodAdapter):
                  "scft": scft_cfg, "seed": int(m["scft_seed"])}
         stage = f"scft-{cache_key(**parts)}"
         adapters = DirCache(Path(ctx.cache_dir) / "llmemb")
-        emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress=False,
-                              stage=stage, only_cached=True)  # no model is loaded to find out
-        if emb is None:
-            adapter_dir = adapters.valid("scft", stage)
-            lm = load_language_model(enc, ctx.cache_dir)
-            if adapter_dir is not None:
-                from peft import PeftModel
+        def cached():  # no model is loaded to find out
+            return item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress=False,
+                                   stage=stage, only_cached=True)
 
-                peft_model = PeftModel.from_pretrained(lm.model, str(adapter_dir))
-                one_off["scft"] = {"cache_hit": True, "adapter": str(adapter_dir)}
-            else:
-                prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
-                resume = adapters.root / "scft" / f"{stage}.resume.pt"
-                peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress,
-                                                 checkpoint=resume)
-                staging = adapters.staging("scft", stage)
-                peft_model.save_pretrained(str(staging))
-                adapters.commit("scft", stage, staging, parts, figures)
-                resume.unlink(missing_ok=True)
-                one_off["scft"] = {"cache_hit": False, **figures}
-            emb = item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress, lm=lm,
-                                  model=peft_model, stage=stage)
-        else:
+        emb = cached()
+        if emb is None:
+            with build_lock(adapters.root / "scft", stage):  # one job fine-tunes, others wait
+                emb = cached()
+                if emb is None:
+                    emb = self._scft_embeddings(ctx, stage, parts, tpl, adapters, progress,
+                                                one_off)
+        if "scft" not in one_off:
             one_off["scft"] = {"cache_hit": True, "built": adapters.figures("scft", stage)}
         one_off["embedding"] = emb.info
         ctx.extras["encoder_id"] = emb.encoder_id
         return emb.vectors
 
+    def _scft_embeddings(self, ctx: BuildContext, stage: str, parts: dict[str, Any], tpl,
+                         adapters: DirCache, progress: bool, one_off: dict[str, Any]):
+        """SCFT (or its cached LoRA adapter), then the fine-tuned model's item embeddings."""
+        m, enc, ds_cfg = ctx.method_cfg, ctx.run_cfg["encoder"], ctx.run_cfg["dataset"]
+        adapter_dir = adapters.valid("scft", stage)
+        lm = load_language_model(enc, ctx.cache_dir)
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(lm.model, str(adapter_dir))
+            one_off["scft"] = {"cache_hit": True, "adapter": str(adapter_dir)}
+        else:
+            prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
+            resume = adapters.root / "scft" / f"{stage}.resume.pt"
+            peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress,
+                                             checkpoint=resume)
+            staging = adapters.staging("scft", stage)
+            peft_model.save_pretrained(str(staging))
+            adapters.commit("scft", stage, staging, parts, figures)
+            resume.unlink(missing_ok=True)
+            one_off["scft"] = {"cache_hit": False, **figures}
+        return item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress, lm=lm,
+                               model=peft_model, stage=stage)
+
     def _teacher(self, ctx: BuildContext, dim: int, one_off: dict[str, Any]) -> torch.Tensor:
         """The frozen collaborative table: ID-only SASRec (hidden = the backbone's item size),
         trained under this run's protocol and training budget, cached per dataset version."""
-        from bench.adapters import load_adapter
         from bench.config import compose
-        from bench.data.prepared import export_recbole
-        from bench.runner import protocol_fingerprint, train_and_test
+        from bench.runner import protocol_fingerprint
 
         cfg = copy.deepcopy(ctx.run_cfg)
         cfg["method"] = compose(["method=id"])["method"]
@@ -128,6 +139,15 @@ class LLMEmb(MethodAdapter):
                  "train": cfg["train"], "seed": cfg["seed"]}
         key = cache_key(**parts)
         store = ArrayCache(Path(ctx.cache_dir) / "llmemb")
+        with build_lock(store.root / "teacher", key):  # one job trains it, the others wait
+            return self._teacher_table(ctx, cfg, parts, key, store, one_off)
+
+    def _teacher_table(self, ctx: BuildContext, cfg: dict[str, Any], parts: dict[str, Any],
+                       key: str, store: ArrayCache, one_off: dict[str, Any]) -> torch.Tensor:
+        from bench.adapters import load_adapter
+        from bench.data.prepared import export_recbole
+        from bench.runner import train_and_test
+
         table = store.load("teacher", key)
         if table is None:
             start = time.perf_counter()

@@ -29,7 +29,7 @@ import torch
 
 from bench.adapters import BuildContext, MethodAdapter
 from bench.checkpoint import EpochCheckpoint
-from bench.encoders.cache import DirCache, cache_key
+from bench.encoders.cache import DirCache, build_lock, cache_key
 from bench.encoders.tables import align_to_recbole, item_title_embeddings
 from bench.errors import BenchError
 from bench.item_tables import TextItemTable
@@ -121,26 +121,28 @@ class PAD(MethodAdapter):
         key = cache_key(**parts)
         store = DirCache(Path(ctx.cache_dir) / "pad")
         label = f"phase{phase}"
-        folder = store.valid(label, key)
-        if folder is None:
-            start = time.perf_counter()
-            data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
-            adapter = load_adapter("id") if phase == 1 else _AlignPhase(phase1, table.vectors)
-            resume = EpochCheckpoint(store.root / label / f"{key}.resume.pt", key)
-            art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device, resume=resume)
-            tokens = [str(t) for t in art.dataset.field2id_token[art.dataset.iid_field]]
-            state = {k: v.detach().cpu() for k, v in art.model.state_dict().items()}
-            figures = {"seconds": time.perf_counter() - start,
-                       "epochs": art.record["training"]["epochs_run"],
-                       "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"]}
-            staging = store.staging(label, key)
-            torch.save({"state": state, "items": tokens}, staging / "model.pt")
-            folder = store.commit(label, key, staging, parts, figures)
-            resume.remove()
-            one_off[label] = {"cache_hit": False, "seed": cfg["seed"], **figures}
-        else:
-            one_off[label] = {"cache_hit": True, "seed": cfg["seed"],
-                              "built": store.figures(label, key)}
+        with build_lock(store.root / label, key):  # one job trains a phase, the others wait
+            folder = store.valid(label, key)
+            if folder is None:
+                start = time.perf_counter()
+                data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
+                adapter = load_adapter("id") if phase == 1 else _AlignPhase(phase1, table.vectors)
+                resume = EpochCheckpoint(store.root / label / f"{key}.resume.pt", key)
+                art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device,
+                                     resume=resume)
+                tokens = [str(t) for t in art.dataset.field2id_token[art.dataset.iid_field]]
+                state = {k: v.detach().cpu() for k, v in art.model.state_dict().items()}
+                figures = {"seconds": time.perf_counter() - start,
+                           "epochs": art.record["training"]["epochs_run"],
+                           "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"]}
+                staging = store.staging(label, key)
+                torch.save({"state": state, "items": tokens}, staging / "model.pt")
+                folder = store.commit(label, key, staging, parts, figures)
+                resume.remove()
+                one_off[label] = {"cache_hit": False, "seed": cfg["seed"], **figures}
+            else:
+                one_off[label] = {"cache_hit": True, "seed": cfg["seed"],
+                                  "built": store.figures(label, key)}
         saved = torch.load(folder / "model.pt", weights_only=True)
         ds = ctx.train_dataset
         if list(saved["items"]) != [str(t) for t in ds.field2id_token[ds.iid_field]]:
