@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -39,6 +42,19 @@ def _override_error(override: str, exc: Exception, base: dict[str, Any]) -> Benc
     return BenchError(f"bad override '{override}': {first}")
 
 
+@contextmanager
+def _hydra_set_aside() -> Iterator[None]:
+    """Inside a running Hydra app (a sweep job, ``bench.sweep``) Hydra is already initialised;
+    a method composing another config (a teacher's, a phase's) sets that state aside for the
+    call and puts it back after."""
+    running = GlobalHydra.instance().hydra
+    GlobalHydra.instance().clear()
+    try:
+        yield
+    finally:  # initialize_config_dir swaps the singleton itself: restore on the current one
+        GlobalHydra.instance().hydra = running
+
+
 def compose(overrides: list[str]) -> dict[str, Any]:
     """Compose ``configs/config.yaml`` with ``overrides`` and validate the result."""
     for ov in overrides:
@@ -48,7 +64,7 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         key, _, value = ov.partition("=")
         if key.lstrip("+") in GROUPS and value:
             check_name(key.lstrip("+"), value)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with _hydra_set_aside(), initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         base = OmegaConf.to_container(hydra_compose(config_name="config"), resolve=True)
         try:
             cfg = hydra_compose(config_name="config", overrides=list(overrides))

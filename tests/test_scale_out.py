@@ -251,3 +251,17 @@ def test_jobs_missing_the_same_entry_build_it_one_at_a_time(tmp_path):
     with ctx.Pool(3) as pool:
         spans = sorted(pool.starmap(_build_under_lock, [(str(tmp_path), barrier)] * 3))
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no two builds overlap
+
+
+def test_a_method_can_compose_configs_inside_a_running_sweep_job():
+    """LLMEmb's teacher and PAD's phases compose configs from inside a Hydra job."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from bench.adapters import CONFIG_DIR
+    from bench.config import compose
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        running = GlobalHydra.instance().hydra
+        assert compose(["method=id"])["method"]["name"] == "id"
+        assert GlobalHydra.instance().hydra is running  # the job's Hydra is put back
