@@ -1,4 +1,5 @@
-"""Command line: ``python -m bench run|list|data|adapter|leaderboard|speed`` (``--help`` on each).
+"""Command line: ``python -m bench run|list|data|adapter|leaderboard|report|speed|...``
+(``--help`` on each).
 
 Every user mistake (unknown name, malformed seed list, bad override, corrupted data file) is
 printed as one line starting with ``error:`` and exits with code 2, with no traceback and no
@@ -222,6 +223,26 @@ def cmd_adapter_check(args: argparse.Namespace) -> int:
     return 0 if all(f.passed for f in findings) else 1
 
 
+def cmd_report_sensitivity(args: argparse.Namespace) -> int:
+    from bench.leaderboard.load import load_pages
+    from bench.leaderboard.sensitivity import compare, write_sensitivity
+
+    pages = load_pages(Path(args.records))
+    written = write_sensitivity(pages, Path(args.out), with_plots=not args.no_plots)
+    if not written:
+        have = ", ".join(sorted(f"{p.dataset}/{p.protocol}" for p in pages)) or "none"
+        raise BenchError(f"no dataset in {args.records} has records under both the full and the "
+                         f"paper protocol (pages: {have}); run the same methods with "
+                         "--protocol full,paper")
+    for c in compare(pages):
+        tau, p = c.tau
+        print(f"{c.dataset}/{c.backbone} {c.a} vs {c.b}: tau {tau:.3f} (p {p:.3f}), "
+              f"{len(c.flips)} flipped pairs of {len(c.methods)} methods")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import time
 
@@ -358,6 +379,23 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="leaderboards", help="where pages go (default leaderboards)")
     board.add_argument("--no-plots", action="store_true", help="markdown only, no PNG plots")
     board.set_defaults(func=cmd_leaderboard)
+
+    report = sub.add_parser("report", help="analyses of the records (sensitivity)",
+                            description="Analyses computed from run records.")
+    report_sub = report.add_subparsers(dest="report_command", required=True,
+                                       metavar="REPORT")
+    sens = report_sub.add_parser(
+        "sensitivity", help="method rankings under full vs paper protocol (Kendall's tau)",
+        description="For each dataset and backbone with records under both protocols: the "
+        "ranking of methods by NDCG@10 under full ranking and under the papers' sampled "
+        "protocol, Kendall's tau-b with its p-value and the pairs whose order flips; the same "
+        "for head- versus tail-item rankings. Writes sensitivity.md and a rank plot (also "
+        "written by `bench leaderboard`).")
+    sens.add_argument("--records", default="leaderboards/records",
+                      help="folder of run records (default leaderboards/records)")
+    sens.add_argument("--out", default="leaderboards", help="where the page goes")
+    sens.add_argument("--no-plots", action="store_true", help="markdown only")
+    sens.set_defaults(func=cmd_report_sensitivity)
 
     speed = sub.add_parser("speed", help="suite vs bare RecBole: epoch time ratio and accuracy",
                            description="Benchmark: per-epoch time of ID-only SASRec through the "

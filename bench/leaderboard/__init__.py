@@ -9,10 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.leaderboard.costs import efficiency_markdown, efficiency_table, epochs_to_stop, load_costs
+from bench.leaderboard.costs import (
+    efficiency_markdown,
+    efficiency_table,
+    epochs_to_stop,
+    load_costs,
+)
 from bench.leaderboard.load import Page, load_pages
 from bench.leaderboard.plots import cost_plot, head_tail_plot
 from bench.leaderboard.render import MARKER, index_markdown, page_markdown
+from bench.leaderboard.sensitivity import PAGE, write_sensitivity
 from bench.records import write_text_atomic
 
 
@@ -44,6 +50,8 @@ def build(records_dir: Path, out_dir: Path, with_plots: bool = True,
         write_text_atomic(path, page_markdown(page, plots, table))
         written += [path] + [out_dir / name for name in plots.values()]
         files[page.slug] = path.name
+    sensitivity = write_sensitivity(pages, out_dir, with_plots)
+    written += sensitivity
     eff_rel = None
     if costs:
         path = out_dir / "efficiency.md"
@@ -58,5 +66,6 @@ def build(records_dir: Path, out_dir: Path, with_plots: bool = True,
                 png.unlink()
     index = out_dir / "README.md"
     records = Path(os.path.relpath(records_dir, out_dir)).as_posix()
-    write_text_atomic(index, index_markdown(pages, files, records, eff_rel))
+    write_text_atomic(index, index_markdown(pages, files, records, eff_rel,
+                                            PAGE if sensitivity else None))
     return written + [index]

@@ -295,7 +295,7 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
 
 
 def index_markdown(pages: list[Page], files: dict[str, str], records: str,
-                   efficiency: str | None = None) -> str:
+                   efficiency: str | None = None, sensitivity: str | None = None) -> str:
     rows = [[f"[{p.dataset}]({files[p.slug]})", p.protocol, str(len(p.rows)),
              str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows}))] for p in pages]
     table = _table(rows, ["dataset", "protocol", "rows", "records", "methods"]) if rows else \
@@ -308,4 +308,7 @@ def index_markdown(pages: list[Page], files: dict[str, str], records: str,
         "seeds, with paired significance tests against the ID-only backbone and the best row.",
         table] + ([f"Training and serving cost per method × backbone × device: "
                    f"[efficiency.md](efficiency.md), from the records in [`{efficiency}`]"
-                   f"({efficiency})."] if efficiency else [])) + "\n"
+                   f"({efficiency})."] if efficiency else [])
+        + ([f"Would the papers' protocol have ranked the methods the same way? "
+            f"[{sensitivity}]({sensitivity}): Kendall's tau between the `full` and `paper` "
+            "rankings, and the pairs that flip."] if sensitivity else [])) + "\n"
