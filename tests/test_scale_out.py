@@ -134,10 +134,15 @@ def _moment(runs: Path, proc: subprocess.Popen, phase: int, rng: random.Random) 
     1 mid-training (an epoch checkpoint exists), 2 after a run's record is written (the next
     run starting, or the last one evaluating)."""
     marker = {0: None, 1: "*.resume.pt", 2: "seed-*.json"}[phase]
-    end = time.monotonic() + 300
-    while marker and not any(runs.rglob(marker)) and proc.poll() is None:
-        assert time.monotonic() < end
-        time.sleep(0.02)
+
+    def stamps() -> set:
+        return {(p, p.stat().st_mtime_ns) for p in runs.rglob(marker)} if runs.exists() else set()
+
+    if marker:  # this attempt's own progress: a checkpoint or a record written since it started
+        before, end = stamps(), time.monotonic() + 300
+        while not stamps() - before and proc.poll() is None:
+            assert time.monotonic() < end
+            time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 3.0 if marker else 8.0))
 
 
