@@ -105,7 +105,8 @@ def validate(cfg: dict[str, Any]) -> None:
             _require(isinstance(e[key], int) and e[key] >= 1, f"efficiency.{key}", e[key],
                      "a positive integer")
     _require(isinstance(cfg["seed"], int) and cfg["seed"] >= 0, "seed", cfg["seed"], "an integer >= 0")
-    _require(isinstance(cfg.get("resume", True), bool), "resume", cfg.get("resume"), "true or false")
+    for key in ("resume", "force"):
+        _require(isinstance(cfg.get(key, False), bool), key, cfg.get(key), "true or false")
     _require(cfg["device"] in ("auto", "cpu", "cuda"), "device", cfg["device"], "auto, cpu or cuda")
     _require(cfg.get("ranking_kernel", "eager") in ("eager", "compiled"), "ranking_kernel",
              cfg.get("ranking_kernel"), "eager or compiled")

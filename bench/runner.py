@@ -31,14 +31,7 @@ from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
-from bench.records import (
-    SCHEMA,
-    RunKey,
-    fingerprint,
-    provenance,
-    read_record,
-    write_run,
-)
+from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
@@ -146,7 +139,9 @@ def execute_all(configs: list[dict[str, Any]], force: bool = False) -> list[Outc
 
 
 def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
-    """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists."""
+    """Run one (method, backbone, dataset, protocol, seed); skip it if its record exists
+    (unless ``force`` or the config's ``force=true``)."""
+    force = force or bool(cfg.get("force", False))
     key = run_key(cfg)
     record_path = key.record_path(Path(cfg["paths"]["runs"]))
     cache = Path(cfg["paths"]["cache"])

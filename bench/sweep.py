@@ -15,6 +15,7 @@ output directory, where the launcher's logs are too, and the caller reports ever
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -50,7 +50,7 @@ def _outcome(cfg: DictConfig) -> dict[str, Any]:
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         validate(plain)
-        outcome = execute(plain, force=bool(plain.get("force", False)))
+        outcome = execute(plain)  # the config's force=true (--force) reruns existing records
         return {"status": "skipped" if outcome.skipped else "done",
                 "record": str(outcome.record_path)}
     except BenchError as exc:
@@ -113,7 +113,8 @@ def launch(axes: dict[str, list], overrides: list[str], launcher: str, force: bo
     env_before, argv_before = os.environ.get(INCLUDE_ENV), sys.argv
     if includes:
         os.environ[INCLUDE_ENV] = os.pathsep.join(str(Path(p).resolve()) for p in includes)
-    print(f"sweep: {np.prod([len(v) for v in axes.values()])} jobs on {launcher}; job "
+    n_jobs = math.prod(len(v) for v in axes.values())
+    print(f"sweep: {n_jobs} jobs on {launcher}; job "
           f"outcomes and logs under {sweep_dir}", flush=True)
     GlobalHydra.instance().clear()
     sys.argv = argv
@@ -130,7 +131,7 @@ def launch(axes: dict[str, list], overrides: list[str], launcher: str, force: bo
             os.environ.pop(INCLUDE_ENV, None)
         else:
             os.environ[INCLUDE_ENV] = env_before
-    return report(sweep_dir, int(np.prod([len(v) for v in axes.values()])))
+    return report(sweep_dir, n_jobs)
 
 
 def report(sweep_dir: Path, n_jobs: int) -> int:
@@ -140,27 +141,24 @@ def report(sweep_dir: Path, n_jobs: int) -> int:
     from bench.runner import Outcome
 
     found = outcomes(sweep_dir)
-    finished, problems = [], []
-    for o in found:
-        if o["status"] in ("done", "skipped"):
-            rec = read_record(Path(o["record"]))
-            key = RunKey(**rec["key"])
-            finished.append(Outcome(key, Path(o["record"]), o["status"] == "skipped", rec))
-        else:
-            problems.append(f"{o['status']}: job {Path(o['job_dir']).name} "
-                            f"({' '.join(o['overrides'])}): {o['error']}")
-    missing = n_jobs - len(found)
+    finished = [o for o in found if o["status"] in ("done", "skipped")]
     if finished:
-        print(summary_table(finished))
-    for line in problems:
-        print(line, file=sys.stderr)
+        print(summary_table([Outcome(RunKey(**rec["key"]), Path(o["record"]),
+                                     o["status"] == "skipped", rec)
+                             for o in finished for rec in [read_record(Path(o["record"]))]]))
+    statuses = {o["status"] for o in found}
+    for o in found:
+        if o not in finished:
+            print(f"{o['status']}: job {Path(o['job_dir']).name} ({' '.join(o['overrides'])}): "
+                  f"{o['error']}", file=sys.stderr)
+    missing = n_jobs - len(found)
     if missing:
         print(f"{missing} of {n_jobs} jobs left no outcome (killed or still queued); see the "
               f"launcher's logs under {sweep_dir}; rerunning the same command finishes them",
               file=sys.stderr)
-    if missing or any(p.startswith("crashed") for p in problems):
+    if missing or "crashed" in statuses:
         return 1
-    return 2 if problems else 0
+    return 2 if "failed" in statuses else 0
 
 
 if __name__ == "__main__":

@@ -150,6 +150,7 @@ CASES = [
     Case("unknown-device", "config", _run(extra=("device=tpu",)), "device='tpu': auto, cpu or cuda"),
     Case("negative-learning-rate", "config", _run(extra=("train.learning_rate=-1",)), "train.learning_rate=-1"),
     Case("resume-not-boolean", "config", _run(extra=("resume=maybe",)), "resume='maybe': true or false"),
+    Case("force-not-boolean", "config", _run(extra=("force=maybe",)), "force='maybe': true or false"),
     Case("min-user-len-1", "config", _beauty(GOOD_SEQS, GOOD_ITEMS, "dataset.min_user_len=1"),
          "dataset.min_user_len=1"),
     Case("unsupported-backbone", "config", _run("--methods", "pad", "--backbones", "bert4rec"),

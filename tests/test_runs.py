@@ -109,6 +109,7 @@ def test_existing_record_is_skipped_unless_forced(tmp_path):
     mtime = first.record_path.stat().st_mtime_ns
     assert execute(cfg).skipped and first.record_path.stat().st_mtime_ns == mtime
     assert not execute(cfg, force=True).skipped
+    assert not execute(compose(tiny_overrides(tmp_path, "train.epochs=1", "force=true"))).skipped
     # the same run key on other data (another generator seed) is not silently reused
     other = compose(tiny_overrides(tmp_path, "train.epochs=1", "dataset.generator_seed=7"))
     with pytest.raises(BenchError, match=r"was made on dataset fingerprint \w+, but "

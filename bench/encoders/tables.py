@@ -19,21 +19,9 @@ import torch
 
 from bench.data.prepared import PreparedDataset, sha256_file
 from bench.encoders.cache import ArrayCache, build_lock, cache_key
-from bench.encoders.models import (
-    LanguageModel,
-    batch_limits,
-    encode,
-    load_language_model,
-    model_directory,
-    resolve_device_dtype,
-    weights_hash,
-)
-from bench.encoders.prompts import (
-    item_prompts,
-    template_for,
-    user_prompts,
-    user_template_id,
-)
+from bench.encoders.models import (LanguageModel, batch_limits, encode, load_language_model,
+                                   model_directory, resolve_device_dtype, weights_hash)
+from bench.encoders.prompts import item_prompts, template_for, user_prompts, user_template_id
 from bench.errors import BenchError
 
 
@@ -65,9 +53,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles arrays, lists and dicts of them, nothing else: a pickle naming any other
     class or function (which could run code) is refused instead of executed."""
 
-    ALLOWED = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")})
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")})
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

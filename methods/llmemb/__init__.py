@@ -28,12 +28,7 @@ from bench.checkpoint import EpochCheckpoint
 from bench.encoders.cache import ArrayCache, DirCache, build_lock, cache_key
 from bench.encoders.models import load_language_model
 from bench.encoders.prompts import item_prompts, template_for
-from bench.encoders.tables import (
-    align_to_recbole,
-    encoder_identity,
-    item_embeddings,
-    pca,
-)
+from bench.encoders.tables import align_to_recbole, encoder_identity, item_embeddings, pca
 from bench.errors import BenchError
 from methods.llmemb.rat import AdaptedItemTable
 from methods.llmemb.scft import train_scft
@@ -82,6 +77,7 @@ class LLMEmb(MethodAdapter):
                  "scft": scft_cfg, "seed": int(m["scft_seed"])}
         stage = f"scft-{cache_key(**parts)}"
         adapters = DirCache(Path(ctx.cache_dir) / "llmemb")
+
         def cached():  # no model is loaded to find out
             return item_embeddings(ctx.prepared, ds_cfg, enc, ctx.cache_dir, progress=False,
                                    stage=stage, only_cached=True)
