@@ -69,6 +69,10 @@ class MethodAdapter:
     # How the adapter's own stages use validation targets, if they do (e.g. early stopping of a
     # teacher model trained under the protocol). None: not at all; the check enforces it.
     validation_use: str | None = None
+    # How the method scores an item that had no interaction in training (``protocol=cold``):
+    # None = it cannot; such an item keeps its untrained ID embedding, and the run shows the
+    # floor. Otherwise one line on where a cold item's vector comes from.
+    cold_start: str | None = None
     default_config: dict[str, Any] | None = None  # out-of-tree adapters: their method config
 
     def metadata(self) -> dict[str, Any]:
@@ -76,7 +80,8 @@ class MethodAdapter:
         return {"name": self.name, "paper": self.paper, "upstream": self.upstream,
                 "upstream_commit": self.upstream_commit, "backbones": list(self.backbones),
                 "uses_text": self.uses_text, "language_model": self.language_model,
-                "text_seen": self.text_seen, "validation_use": self.validation_use}
+                "text_seen": self.text_seen, "validation_use": self.validation_use,
+                "cold_start": self.cold_start}
 
     def prepare(self, ctx: BuildContext) -> None:
         """One-off stages before the model is built (LLM fine-tuning, embedding extraction, a

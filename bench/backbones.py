@@ -49,6 +49,34 @@ class Seq2SeqMixin:
         # positions per batch. Losses are then summed and divided by it, so every target weighs
         # the same whatever batch it lands in. None: the mean over the batch's positions.
         self.position_norm: float | None = None
+        # Set by the runner under the cold protocol (``exclude_items``): items that do not
+        # exist while the model trains. None: every item takes part in training.
+        self.excluded: torch.Tensor | None = None  # (n_items,) bool
+        self.negative_pool: torch.Tensor | None = None  # ids a negative may be drawn from
+
+    def exclude_items(self, items: torch.Tensor) -> None:
+        """Keep ``items`` (internal ids) out of training: never a class of the CE loss, never
+        a sampled negative, so their rows of an ID table get no gradient and keep their
+        initialisation (the cold protocol's untrained embedding). Scoring still covers them."""
+        excluded = torch.zeros(self.n_items, dtype=torch.bool, device=items.device)
+        excluded[items] = True
+        excluded[0] = False
+        self.excluded = excluded
+        self.negative_pool = torch.nonzero(~excluded[1:]).view(-1) + 1
+
+    def random_items(self, shape, device) -> torch.Tensor:
+        """Uniform item ids (never padding, never an excluded item) of ``shape``."""
+        if self.negative_pool is None:
+            return torch.randint(1, self.n_items, shape, device=device)
+        pool = self.negative_pool.to(device)
+        return pool[torch.randint(0, pool.numel(), shape, device=device)]
+
+    def item_cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``logits`` over items 1..n-1 (column j is item j + 1) per position,
+        reduced; excluded items are masked out of the softmax."""
+        if self.excluded is not None:
+            logits = logits.masked_fill(self.excluded[1:], float("-inf"))
+        return self._reduce(F.cross_entropy(logits, targets - 1, reduction="none"))
 
     def _reduce(self, values: torch.Tensor) -> torch.Tensor:
         return values.sum() / self.position_norm if self.position_norm else values.mean()
@@ -132,7 +160,7 @@ class Seq2SeqMixin:
             logits = hidden @ table[1:].T
             if bias is not None:
                 logits = logits + bias[1:]
-            return self._reduce(F.cross_entropy(logits, targets - 1, reduction="none"))
+            return self.item_cross_entropy(logits, targets)
         negatives = self._sample_negatives(interaction, rows)
         pos = (hidden * table[targets]).sum(-1)
         neg = (hidden * table[negatives]).sum(-1)
@@ -147,8 +175,7 @@ class Seq2SeqMixin:
         """InfoNCE: the target against ``sampled_negatives`` uniform items per position; a
         negative that is in the user's window is masked out."""
         seen = self._window(interaction)[rows]
-        neg = torch.randint(1, self.n_items, (rows.numel(), self.sampled_negatives),
-                            device=rows.device)
+        neg = self.random_items((rows.numel(), self.sampled_negatives), rows.device)
         clash = (neg.unsqueeze(-1) == seen.unsqueeze(1)).any(-1)
         pos = (hidden * table[targets]).sum(-1, keepdim=True)
         negs = torch.einsum("pd,pkd->pk", hidden, table[neg]).masked_fill(clash, float("-inf"))
@@ -162,12 +189,12 @@ class Seq2SeqMixin:
     def _sample_negatives(self, interaction: Interaction, rows: torch.Tensor) -> torch.Tensor:
         """One uniform negative per supervised position, re-drawn while it is in the window."""
         seen = self._window(interaction)[rows]  # the user's window
-        neg = torch.randint(1, self.n_items, rows.shape, device=rows.device)
+        neg = self.random_items(rows.shape, rows.device)
         for _ in range(20):
             clash = (seen == neg.unsqueeze(1)).any(1)
             if not clash.any():
                 break
-            neg[clash] = torch.randint(1, self.n_items, (int(clash.sum()),), device=neg.device)
+            neg[clash] = self.random_items((int(clash.sum()),), neg.device)
         return neg
 
 

@@ -125,3 +125,12 @@ def validate(cfg: dict[str, Any]) -> None:
              "protocol.max_seq_length", p["max_seq_length"], "an integer >= 2")
     _require(p["valid_metric"] == "NDCG@10", "protocol.valid_metric", p["valid_metric"], "NDCG@10")
     _require(10 in p["ks"], "protocol.ks", p["ks"], "a list of cutoffs that includes 10")
+    if p.get("cold_fraction") is not None:  # the cold-start protocol (bench.data.cold)
+        f = p["cold_fraction"]
+        _require(isinstance(f, (int, float)) and 0 < f < 1, "protocol.cold_fraction", f,
+                 "a share of the items strictly between 0 and 1, e.g. 0.1")
+        _require(isinstance(p.get("cold_seed"), int), "protocol.cold_seed", p.get("cold_seed"),
+                 "an integer")
+        _require(float(t["weight_decay"]) == 0.0, "train.weight_decay", t["weight_decay"],
+                 "0 under the cold protocol (Adam's decay would shrink the untrained cold-item "
+                 "rows, which no gradient touches)")

@@ -24,7 +24,8 @@ from bench.adapters import BuildContext, load_adapter, method_source
 from bench.backbones import BACKBONES
 from bench.checkpoint import EpochCheckpoint, checkpoint_path
 from bench.compat import recbole_config
-from bench.data.prepared import PreparedDataset, export_recbole
+from bench.data.cold import cold_items, cold_view, is_cold
+from bench.data.prepared import PreparedDataset, export_recbole, recbole_item_file
 from bench.data.sources import prepare
 from bench.efficiency import PeakMemory, inference_profile
 from bench.errors import BenchError
@@ -78,12 +79,16 @@ def protocol_fingerprint(protocol: dict[str, Any], dataset_cfg: dict[str, Any]) 
     return fingerprint(fields)
 
 
-def _recbole_dict(cfg: dict[str, Any], data_path: Path, work_dir: Path, device: torch.device):
+def _recbole_dict(cfg: dict[str, Any], data_path: Path, work_dir: Path, device: torch.device,
+                  item_file: bool = False):
     t, p = cfg["train"], cfg["protocol"]
     backbone = {k: v for k, v in cfg["backbone"].items() if k != "name"}
+    load_col = {"inter": ["user_id", "item_id", "timestamp"]}
+    if item_file:  # every item gets an id, including those without interactions (cold view)
+        load_col["item"] = ["item_id"]
     return {
         "data_path": str(data_path), "checkpoint_dir": str(work_dir), "show_progress": False,
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "load_col": load_col,
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
         "MAX_ITEM_LIST_LENGTH": p["max_seq_length"],
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
@@ -100,8 +105,13 @@ def _recbole_dict(cfg: dict[str, Any], data_path: Path, work_dir: Path, device: 
     }
 
 
-def _eval_splits(dataset, splits, stats: SequenceStats, protocol: dict[str, Any]):
+def _eval_splits(dataset, splits, stats: SequenceStats, protocol: dict[str, Any],
+                 cold: torch.Tensor | None = None):
+    """Validation and test users as tensors; under ``cold`` (internal ids of the held-out
+    items) the test users are those whose target is cold (validation targets are all warm)."""
     valid, test = EvalSplit.from_recbole(splits[1]), EvalSplit.from_recbole(splits[2])
+    if cold is not None:
+        test = test.subset(torch.isin(test.target, cold))
     if protocol["exclude_history"]:  # the whole sequence before the target, not just the window
         valid.history = [stats.user_items[u][:-2] for u in valid.user.tolist()]
         test.history = [stats.user_items[u][:-1] for u in test.user.tolist()]
@@ -111,6 +121,14 @@ def _eval_splits(dataset, splits, stats: SequenceStats, protocol: dict[str, Any]
             split.negatives = sample_negatives(seen, dataset.item_num, protocol["n_negatives"],
                                                seed=protocol["negative_seed"] * 2 + offset)
     return valid, test
+
+
+def _cold_ids(dataset, prepared: PreparedDataset) -> torch.Tensor | None:
+    """Internal ids of a cold view's held-out items (None for other data)."""
+    tokens = cold_items(prepared)
+    if not tokens:
+        return None
+    return torch.as_tensor(dataset.token2id(dataset.iid_field, tokens), dtype=torch.long)
 
 
 def _per_user_frame(dataset, test: EvalSplit, ranks: np.ndarray, stats: SequenceStats,
@@ -146,6 +164,8 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     record_path = key.record_path(Path(cfg["paths"]["runs"]))
     cache = Path(cfg["paths"]["cache"])
     prepared = prepare(cfg["dataset"], cache)
+    if is_cold(cfg["protocol"]):  # the data the protocol trains on: cold items held out
+        prepared = cold_view(prepared, cfg["protocol"], cache)
     adapter = load_adapter(cfg["method"].get("adapter") or key.method)
     if record_path.exists() and not force:
         _check_same_run(record_path, prepared, cfg, adapter.uses_text)
@@ -248,14 +268,19 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
                 data_path: Path, work_dir: Path, device: torch.device,
                 adapter_view: PreparedDataset | None = None) -> Setup:
     protocol, t = cfg["protocol"], cfg["train"]
+    if is_cold(protocol) and not cold_items(prepared):
+        raise BenchError(f"protocol '{protocol['name']}' holds out cold items, but dataset "
+                         f"'{prepared.name}' was passed whole; pass bench.data.cold.cold_view(...)")
     backbone_cls = BACKBONES[key.backbone]
+    item_file = recbole_item_file(prepared, data_path) is not None
     rb_config = recbole_config(backbone_cls, prepared.name,
-                               _recbole_dict(cfg, data_path, work_dir, device))
+                               _recbole_dict(cfg, data_path, work_dir, device, item_file))
     start = time.perf_counter()
     dataset = create_dataset(rb_config)
     splits = dataset.build()
     stats = SequenceStats.from_interactions(prepared.interactions, dataset, prepared.name)
-    valid, test = _eval_splits(dataset, splits, stats, protocol)
+    cold = _cold_ids(dataset, prepared)
+    valid, test = _eval_splits(dataset, splits, stats, protocol, cold)
     data_seconds = time.perf_counter() - start
 
     ctx = BuildContext(rb_config, splits[0], backbone_cls, adapter_view or prepared,
@@ -265,6 +290,8 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
     prepare_seconds = time.perf_counter() - prepare_start
     init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
+    if cold is not None:  # cold items are not in the catalogue while the model trains
+        model.exclude_items(cold.to(device))
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
                                 key.seed, t["bucket_batches"])
     if t["loss_reduction"] == "constant":
@@ -345,6 +372,14 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 
 
+def _cold_summary(prepared: PreparedDataset) -> dict[str, Any]:
+    """A cold view's split in the record: what was held out and how many users it tests."""
+    info = prepared.meta["source"].get("cold_start")
+    if not info:
+        return {}
+    return {"cold_start": {k: v for k, v in info.items() if k != "items"}}
+
+
 def portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The config as a record stores it. Where this machine keeps runs, caches and data says
     nothing about what was measured, and committed records must not carry one machine's
@@ -401,7 +436,8 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
         "dataset": {"name": prepared.name, "fingerprint": prepared.fingerprint,
                     "n_users": int(dataset.user_num - 1), "n_items": int(dataset.item_num - 1),
                     "n_interactions": int(prepared.meta["n_interactions"]),
-                    "paper_thresholds": cfg["dataset"].get("paper_thresholds")},
+                    "paper_thresholds": cfg["dataset"].get("paper_thresholds"),
+                    **_cold_summary(prepared)},
         "config": portable_config(cfg),
         "provenance": provenance(device, encoder),
     }

@@ -49,6 +49,13 @@ class PreparedDataset:
         return self.meta["fingerprint"]
 
     @property
+    def text_fingerprint(self) -> str:
+        """What item-text caches (encodings, SCFT) are keyed on: the fingerprint, except for a
+        derived view that kept its source's item table byte for byte (the cold-start view),
+        which keeps its source's, so text stages are not redone for it."""
+        return self.meta["source"].get("text_fingerprint") or self.fingerprint
+
+    @property
     def text_fields(self) -> list[str]:
         return list(self.meta["text_fields"])
 
@@ -186,18 +193,36 @@ def load_prepared(path: Path) -> PreparedDataset:
 def export_recbole(ds: PreparedDataset, root: Path) -> Path:
     """Write RecBole atomic files for ``ds`` under ``root/<fingerprint>/`` and return that data path.
 
-    Only interactions are exported: RecBole needs ids and order; item text goes to the encoders
-    directly. The directory is keyed by fingerprint, so it is written once per dataset version.
+    Interactions are exported: RecBole needs ids and order; item text goes to the encoders
+    directly. A view whose item table lists items without interactions (the cold-start view)
+    also gets an ``.item`` file of every item id, so RecBole gives each one an id and every item
+    is a candidate. The directory is keyed by fingerprint: written once per dataset version.
     """
     data_path = Path(root) / ds.fingerprint
-    target = data_path / ds.name / f"{ds.name}.inter"
-    if target.exists():
-        return data_path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".inter.", dir=target.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+    folder = data_path / ds.name
+    folder.mkdir(parents=True, exist_ok=True)
+    if recbole_item_file(ds, data_path) is not None:
+        _write_atomic(folder / f"{ds.name}.item", ["item_id:token\n"]
+                      + [f"{i}\n" for i in ds.items["item"]])
+    target = folder / f"{ds.name}.inter"
+    if not target.exists():  # written last: its presence means the export is complete
         df = ds.interactions
-        f.writelines(f"{u}\t{i}\t{t}\n" for u, i, t in zip(df["user"], df["item"], df["ts"]))
-    os.replace(tmp, target)
+        _write_atomic(target, ["user_id:token\titem_id:token\ttimestamp:float\n"]
+                      + [f"{u}\t{i}\t{t}\n" for u, i, t in zip(df["user"], df["item"], df["ts"])])
     return data_path
+
+
+def recbole_item_file(ds: PreparedDataset, data_path: Path) -> Path | None:
+    """The ``.item`` file of ``ds``'s export, for views that list items without interactions."""
+    if not ds.meta["source"].get("cold_start"):
+        return None
+    return Path(data_path) / ds.name / f"{ds.name}.item"
+
+
+def _write_atomic(path: Path, lines: list[str]) -> None:
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.suffix[1:]}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)

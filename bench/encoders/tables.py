@@ -132,8 +132,8 @@ def item_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any],
         raise BenchError(f"dataset '{prepared.name}' has no item text (ID-only); text encoders "
                          "need text, or bring embeddings with encoder=precomputed encoder.path=...")
     tpl = template_for(dataset_cfg)
-    parts = {"template": tpl.id, "fields": prepared.text_fields, "dataset": prepared.fingerprint,
-             "stage": stage}
+    parts = {"template": tpl.id, "fields": prepared.text_fields,
+             "dataset": prepared.text_fingerprint, "stage": stage}
     return _encoded_table("items", lambda: item_prompts(prepared.items, prepared.text_fields, tpl),
                           parts, f"{tpl.id}/{stage}", encoder_cfg, cache_dir, progress, lm, model,
                           only_cached)
@@ -160,7 +160,8 @@ def item_title_embeddings(prepared: PreparedDataset, dataset_cfg: dict[str, Any]
         return item_embeddings(prepared, dataset_cfg, encoder_cfg, cache_dir, progress)
     field = name_field(prepared, dataset_cfg)
     names = [" ".join(str(v).split()) or "unknown" for v in prepared.items[field]]
-    parts = {"template": f"name-only:{field}", "dataset": prepared.fingerprint, "stage": "names"}
+    parts = {"template": f"name-only:{field}", "dataset": prepared.text_fingerprint,
+             "stage": "names"}
     return _encoded_table("items", lambda: names, parts, f"name-only:{field}", encoder_cfg,
                           cache_dir, progress)
 

@@ -27,6 +27,15 @@ class EvalSplit:
     def __len__(self) -> int:
         return int(self.user.numel())
 
+    def subset(self, keep: torch.Tensor) -> "EvalSplit":
+        """The users where the boolean ``keep`` is set, every field cut alike."""
+        rows = torch.nonzero(keep).view(-1)
+        return EvalSplit(
+            user=self.user[rows], item_seq=self.item_seq[rows],
+            item_seq_len=self.item_seq_len[rows], target=self.target[rows],
+            negatives=None if self.negatives is None else self.negatives[rows],
+            history=None if self.history is None else [self.history[r] for r in rows.tolist()])
+
     @classmethod
     def from_recbole(cls, split_dataset) -> "EvalSplit":
         """Take RecBole's leave-one-out valid/test split (one row per user after ``build()``)."""

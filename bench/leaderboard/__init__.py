@@ -16,7 +16,7 @@ from bench.leaderboard.costs import (
     load_costs,
 )
 from bench.leaderboard.load import Page, load_pages
-from bench.leaderboard.plots import cost_plot, head_tail_plot
+from bench.leaderboard.plots import cost_plot, head_tail_plot, overall_plot
 from bench.leaderboard.render import MARKER, index_markdown, page_markdown
 from bench.leaderboard.sensitivity import PAGE, write_sensitivity
 from bench.records import write_text_atomic
@@ -25,9 +25,14 @@ from bench.records import write_text_atomic
 def _plots(page: Page, out_dir: Path, with_plots: bool) -> dict[str, str]:
     if not with_plots:
         return {}
-    names = {"tail vs head items": f"{page.slug}-head-tail.png",
-             "accuracy vs training cost": f"{page.slug}-cost.png"}
-    head_tail_plot(page, out_dir / names["tail vs head items"])
+    names = {}
+    if {"head_item", "tail_item"} <= set(page.shown_groups):
+        names["tail vs head items"] = f"{page.slug}-head-tail.png"
+        head_tail_plot(page, out_dir / names["tail vs head items"])
+    else:
+        names["overall per row"] = f"{page.slug}-overall.png"
+        overall_plot(page, out_dir / names["overall per row"])
+    names["accuracy vs training cost"] = f"{page.slug}-cost.png"
     cost_plot(page, out_dir / names["accuracy vs training cost"])
     return names
 

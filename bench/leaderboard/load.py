@@ -71,6 +71,13 @@ class Page:
     def slug(self) -> str:
         return f"{self.dataset}-{self.protocol}"
 
+    @property
+    def shown_groups(self) -> list[str]:
+        """The groups worth a column: overall, and each group that is neither empty nor every
+        user (under ``cold`` every target is a never-trained item, so item groups go)."""
+        n = len(self.users)
+        return [g for g in GROUPS if g == "overall" or 0 < int(self.groups[g].sum()) < n]
+
 
 def find_runs(records_dir: Path) -> list[Run]:
     """Every ``seed-*.json`` under ``records_dir`` that is a run record (schema checked)."""

@@ -44,6 +44,29 @@ def head_tail_plot(page: Page, path: Path, metric: str = "NDCG@10") -> None:
     plt.close(fig)
 
 
+def overall_plot(page: Page, path: Path, metric: str = "NDCG@10") -> None:
+    """Overall metric per row with 95% intervals over seeds: for pages without item groups
+    (``cold``, where every test target is an item no row trained on)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.45 * len(page.rows)))
+    names = [row.name for row in page.rows]
+    means, widths = zip(*(_interval(row.seed_values[("overall", metric)]) for row in page.rows))
+    ax.barh(range(len(names)), means, xerr=widths, capsize=3, color="#4c72b0")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (n={len(page.users):,} test users)")
+    ax.set_title(f"{page.dataset} ({page.protocol}): {metric} per row, 95% CI over seeds",
+                 fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
 def cost_plot(page: Page, path: Path, metric: str = "NDCG@10") -> None:
     """Overall metric against training time to convergence (log scale), device in the label."""
     import matplotlib

@@ -53,6 +53,8 @@ class AlphaRec(MethodAdapter):
     uses_text = True
     language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: text-embedding-3-large)"
                       ", frozen; an MLP maps its vectors")
+    cold_start = ("its title: the trained MLP over the item's language embedding (no graph "
+                  "edges, so no propagated neighbours)")
     text_seen = "item title only (no prompt), as the original"
 
     def prepare(self, ctx: BuildContext) -> None:

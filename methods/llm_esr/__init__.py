@@ -38,6 +38,8 @@ class LLMESR(MethodAdapter):
     language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: text-embedding-ada-002)"
                       ", frozen; item vectors via a 2-layer adapter, PCA of them initialises the "
                       "ID view")
+    cold_start = ("semantic view: the trained adapter over the item's frozen LLM embedding; "
+                  "collaborative view: its PCA initialisation, untrained")
     text_seen = ("item prompt (the dataset's LLM-ESR template over its text fields); user prompt "
                  "from the titles of the training part of each sequence (self-distillation)")
 

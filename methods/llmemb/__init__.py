@@ -47,6 +47,8 @@ class LLMEmb(MethodAdapter):
     uses_text = True
     language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: LLaMA-7B), LoRA-"
                       "fine-tuned by SCFT, then frozen; a trainable adapter maps its vectors (RAT)")
+    cold_start = ("its text: the trained adapter over the item's frozen (SCFT-tuned) LLM "
+                  "embedding, as for every item")
     text_seen = "item prompt (the dataset's LLMEmb template; SCFT drops/shuffles its attributes)"
     validation_use = ("the ID SASRec teacher of the collaborative alignment is trained under the "
                       "protocol, early-stopped on validation NDCG@10 as the original does")
@@ -73,7 +75,7 @@ class LLMEmb(MethodAdapter):
         scft_cfg = {k: m[k] for k in m if k.startswith(("scft_", "lora_"))}
         tpl = template_for(ds_cfg)
         parts = {**encoder_identity(enc, ctx.cache_dir), "template": tpl.id,
-                 "dataset": ctx.prepared.fingerprint, "fields": ctx.prepared.text_fields,
+                 "dataset": ctx.prepared.text_fingerprint, "fields": ctx.prepared.text_fields,
                  "scft": scft_cfg, "seed": int(m["scft_seed"])}
         stage = f"scft-{cache_key(**parts)}"
         adapters = DirCache(Path(ctx.cache_dir) / "llmemb")

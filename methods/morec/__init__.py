@@ -63,6 +63,7 @@ class MoRec(MethodAdapter):
     uses_text = True
     language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: BERT-base), its top "
                       "blocks fine-tuned end to end (morec-2stage: frozen features -> MLP)")
+    cold_start = "its title, through the text encoder trained end to end"
     text_seen = "item title only, truncated to max_tokens tokens (paper: news titles, 30)"
 
     def prepare(self, ctx: BuildContext) -> None:

@@ -77,6 +77,8 @@ class PAD(MethodAdapter):
     uses_text = True
     language_model = ("the run's encoder (default all-MiniLM-L6-v2; paper: LLM2Vec on "
                       "Llama-3-8B), frozen; MLP text towers")
+    cold_start = ("the experts' mix of the rarest popularity bin: text tower over its title "
+                  "embedding, aligned tower (its text half; ID half untrained), ID tower untrained")
     text_seen = "item title only, as the original"
     validation_use = ("phases 1 and 2 are trained under the protocol, early-stopped on "
                       "validation NDCG@10 like every run")

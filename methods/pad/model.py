@@ -155,7 +155,7 @@ class GatedExpertsMixin:
         targets, rows = targets[keep], torch.nonzero(keep)[:, 0]
         if self.bench_loss == "ce":
             logits = self.gated_scores(hiddens)[:, 1:]  # classes are items 1..n-1
-            return self._reduce(F.cross_entropy(logits, targets - 1, reduction="none"))
+            return self.item_cross_entropy(logits, targets)
         negatives = self._sample_negatives(interaction, rows)
         scores = self.gated_scores(hiddens, torch.stack([targets, negatives], dim=1))
         return self._reduce(
