@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backbones", help=f"comma list (demo: {DEMO['backbones']})")
     run.add_argument("--datasets", help=f"comma list (demo: {DEMO['datasets']})")
     run.add_argument("--seeds", help="comma list or range, e.g. 0,1,2 or 0-4 (demo: 0)")
-    run.add_argument("--protocol", help="full (default) or paper; a comma list runs both")
+    run.add_argument("--protocol", help="full (default), paper (sampled, the papers' setting) "
+                     "or cold (held-out cold-start items); a comma list runs several")
     run.add_argument("--force", action="store_true", help="rerun runs whose record exists")
     run.add_argument("--include", action="append", metavar="FILE",
                      help="load a method adapter from this Python file (repeatable)")

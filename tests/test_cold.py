@@ -13,6 +13,7 @@ from conftest import tiny_overrides
 from bench.adapters import _builtin_methods, load_adapter
 from bench.backbones import TARGET_SEQ
 from bench.config import compose
+from bench.conformance import validate_record
 from bench.data.cold import cold_item_set, cold_items, cold_view, hold_out
 from bench.data.prepared import export_recbole
 from bench.data.sources import prepare
@@ -114,11 +115,12 @@ def test_cold_rows_get_no_gradient_and_are_never_negatives(tmp_path, loss):
 
 def test_cold_run_record_and_leaderboard_page(tmp_path):
     from bench.leaderboard import build
-    from bench.records import sidecar_path
+    from bench.records import read_record, sidecar_path
 
     cfg = compose(tiny_overrides(tmp_path, "protocol=cold", "train.epochs=2"))
     outcome = execute(cfg)
     rec = outcome.record
+    validate_record(read_record(outcome.record_path))
     info = rec["dataset"]["cold_start"]
     assert info["n_cold_items"] > 0 and "items" not in info
     assert rec["dataset"]["fingerprint"] != info["source_fingerprint"]
@@ -132,6 +134,7 @@ def test_cold_run_record_and_leaderboard_page(tmp_path):
     build(Path(cfg["paths"]["runs"]), out, with_plots=True)
     page = (out / "synthetic-tiny-cold.md").read_text()
     assert "cold start:" in page and "a cold item's vector" in page
+    assert f"HR@10 {10 / rec['dataset']['n_items']:.4f}" in page  # the random reference
     assert "head items" not in page.split("## NDCG@10")[1].split("##")[0]
     assert (out / "synthetic-tiny-cold-overall.png").exists()
 

@@ -66,8 +66,16 @@ def _describe_split(data: dict[str, Any]) -> str:
             f"{cold['seed']}) held out of training: no interaction with them is trained on, and "
             f"they are never a training class or negative. Test = the {cold['test_users']:,} "
             f"users whose last item is cold; validation (early stopping) sees warm items only; "
-            f"{cold['users_dropped']:,} users left with < 3 interactions dropped. Otherwise "
+            f"users dropped for want of 3 interactions: {cold['users_dropped']:,}. Otherwise "
             f"{loo}. Source data fingerprint `{cold['source_fingerprint']}`")
+
+
+def _random_reference(n_candidates: int) -> str:
+    """What a scorer that knows nothing gets in expectation: the floor an untrained ID table
+    should sit at (a uniformly random rank over ``n_candidates``)."""
+    ndcg = sum(1 / math.log2(r + 1) for r in range(1, 11)) / n_candidates
+    return (f"expected HR@10 {10 / n_candidates:.4f}, NDCG@10 {ndcg:.4f} over "
+            f"{n_candidates:,} candidates (what an untrained ID table should get)")
 
 
 def _describe_candidates(proto: dict[str, Any]) -> str:
@@ -98,6 +106,8 @@ def header(page: Page) -> str:
     rows = [
         ["split", _describe_split(data)],
         ["candidates", _describe_candidates(proto)],
+        *([["random ranking", _random_reference(data["n_items"])]] if data.get("cold_start")
+          else []),
         ["groups", _describe_groups(proto, data.get("paper_thresholds"))],
         ["loss", f"{proto['loss']} (the protocol's; methods add their own terms, see records' "
                  "`method_info`)"],
