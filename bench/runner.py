@@ -291,6 +291,10 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
     init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
     if cold is not None:  # cold items are not in the catalogue while the model trains
+        if not hasattr(model, "exclude_items"):
+            raise BenchError(f"method '{key.method}' built a {type(model).__name__}, which "
+                             "cannot keep cold items out of its loss; build the model on a "
+                             "bench.backbones class to run protocol=cold")
         model.exclude_items(cold.to(device))
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
                                 key.seed, t["bucket_batches"])

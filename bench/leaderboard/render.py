@@ -71,11 +71,13 @@ def _describe_split(data: dict[str, Any]) -> str:
 
 
 def _random_reference(n_candidates: int) -> str:
-    """What a scorer that knows nothing gets in expectation: the floor an untrained ID table
-    should sit at (a uniformly random rank over ``n_candidates``)."""
+    """What a scorer that knows nothing gets in expectation (a uniformly random rank over
+    ``n_candidates``): the reference a cold page's rows are read against."""
     ndcg = sum(1 / math.log2(r + 1) for r in range(1, 11)) / n_candidates
     return (f"expected HR@10 {10 / n_candidates:.4f}, NDCG@10 {ndcg:.4f} over "
-            f"{n_candidates:,} candidates (what an untrained ID table should get)")
+            f"{n_candidates:,} candidates: a scorer that knows nothing. An ID-only row can get "
+            "less: a cold item's untrained vector scores near 0, and trained warm items fill "
+            "the top of every list")
 
 
 def _describe_candidates(proto: dict[str, Any]) -> str:
