@@ -137,6 +137,8 @@ def test_cold_run_record_and_leaderboard_page(tmp_path):
     assert f"HR@10 {10 / rec['dataset']['n_items']:.4f}" in page  # the random reference
     assert "head items" not in page.split("## NDCG@10")[1].split("##")[0]
     assert (out / "synthetic-tiny-cold-overall.png").exists()
+    ranks = page.split("## Rank of the cold target")[1].split("##")[0]
+    assert f"| {float(users['rank'].median()):.0f} †" in ranks  # one seed: its median rank
 
 
 def test_text_methods_declare_how_they_score_cold_items():

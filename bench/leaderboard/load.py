@@ -45,6 +45,7 @@ class Row:
     runs: list[Run]
     seed_values: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     user_values: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> seed-mean/user
+    seed_ranks: list[np.ndarray] = field(default_factory=list)  # per seed: ranks by user
 
     @property
     def name(self) -> str:
@@ -197,6 +198,7 @@ def build_page(dataset: str, protocol: str, runs: list[Run]) -> Page:
                     not np.array_equal(m, groups[g]) for g, m in _group_masks(frame).items()):
                 raise BenchError(f"sidecar of {run.path} has other test users or groups than "
                                  f"{runs[0].path}; they cannot be paired. Rerun it with --force.")
+            row.seed_ranks.append(frame["rank"].to_numpy())
             for metric in METRICS:
                 values = frame[metric].to_numpy()
                 sums[metric] = sums.get(metric, 0.0) + values

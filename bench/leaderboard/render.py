@@ -153,6 +153,29 @@ def metric_table(page: Page, metric: str) -> str:
     return _table(rows, headers)
 
 
+RANK_CUTS = (50, 100, 500)
+
+
+def rank_table(page: Page) -> str:
+    """Where the target lands beyond the top 10: on a cold page two rows can both score 0 at
+    10 while one ranks cold items in the low hundreds and the other near the middle of the
+    catalogue. Median rank and HR at deeper cutoffs, mean ± 95% interval over seeds."""
+    headers = ["method", "backbone", "seeds", "median rank"] + [f"HR@{k}" for k in RANK_CUTS]
+    rows = []
+    for row in page.rows:
+        cells = [row.method, row.backbone, str(len(row.seeds))]
+        stats = [[float(np.median(r)) for r in row.seed_ranks]]
+        stats += [[float(np.mean(r <= k)) for r in row.seed_ranks] for k in RANK_CUTS]
+        for i, values in enumerate(stats):
+            iv = seed_interval(values)
+            digits = 0 if i == 0 else 4
+            cells.append(_num(iv.mean, digits) + (f" ± {_num(iv.half_width, digits)}"
+                                                  if iv.half_width is not None else
+                                                  f" {SINGLE_SEED}"))
+        rows.append(cells)
+    return _table(rows, headers)
+
+
 @dataclass
 class Comparison:
     row: Row
@@ -313,6 +336,9 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
         table = delta_vs_best(page, metric)
         if table:
             parts += [f"## Δ {metric} vs the best row of each column", table]
+    if page.runs[0].record["dataset"].get("cold_start"):
+        parts += [f"## Rank of the cold target (of {page.runs[0].record['dataset']['n_items']:,}"
+                  " candidates)", rank_table(page)]
     parts += ["## What each row ran", rows_table(page),
               "## Cost of these accuracy runs", cost_table(page)]
     if efficiency:
