@@ -85,10 +85,10 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_run(record_path: Path, record: dict[str, Any], per_user: pd.DataFrame) -> None:
     """Sidecar first, then the record: the record's presence marks a finished run.
 
-    Temporary files a killed earlier attempt of this same run left behind are removed first
-    (this run is their only writer)."""
+    Temporary files a killed earlier attempt of this same run left behind (of the record, the
+    sidecar or an epoch checkpoint) are removed first (this run is their only writer)."""
     side = sidecar_path(record_path)
-    for path in (side, record_path):
+    for path in (side, record_path, record_path.with_suffix(".resume.pt")):
         for stale in path.parent.glob(f".{path.name}.*"):
             stale.unlink(missing_ok=True)
     _atomic_write(side, lambda tmp: per_user.to_parquet(tmp, index=False, compression="zstd"))
