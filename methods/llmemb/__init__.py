@@ -107,7 +107,9 @@ class LLMEmb(MethodAdapter):
             from peft import PeftModel
 
             peft_model = PeftModel.from_pretrained(lm.model, str(adapter_dir))
-            one_off["scft"] = {"cache_hit": True, "adapter": str(adapter_dir)}
+            # named as configs spell the cache, not by this machine's absolute path
+            one_off["scft"] = {"cache_hit": True,
+                               "adapter": "${paths.cache}/llmemb/scft/" + adapter_dir.name}
         else:
             prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
             resume = adapters.root / "scft" / f"{stage}.resume.pt"
