@@ -232,12 +232,14 @@ def cmd_report_sensitivity(args: argparse.Namespace) -> int:
     if not written:
         have = ", ".join(sorted(f"{p.dataset}/{p.protocol}" for p in pages)) or "none"
         raise BenchError(f"no dataset in {args.records} has records under both the full and the "
-                         f"paper protocol (pages: {have}); run the same methods with "
-                         "--protocol full,paper")
+                         f"paper protocol, or under full or paper and cold (pages: {have}); run "
+                         "the same methods with --protocol full,paper (or cold)")
     for c in compare(pages):
         tau, p = c.tau
+        reversed_ = sum(t.verdict == "reversed" for t in c.flip_tests())
         print(f"{c.dataset}/{c.backbone} {c.a} vs {c.b}: tau {tau:.3f} (p {p:.3f}), "
-              f"{len(c.flips)} flipped pairs of {len(c.methods)} methods")
+              f"{len(c.flips)} flipped pairs of {len(c.methods)} methods "
+              f"({reversed_} significant both ways)")
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -389,8 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sensitivity", help="method rankings under full vs paper protocol (Kendall's tau)",
         description="For each dataset and backbone with records under both protocols: the "
         "ranking of methods by NDCG@10 under full ranking and under the papers' sampled "
-        "protocol, Kendall's tau-b with its p-value and the pairs whose order flips; the same "
-        "for head- versus tail-item rankings. Writes sensitivity.md and a rank plot (also "
+        "protocol, Kendall's tau-b with its p-value and the pairs whose order flips, each tested "
+        "on both sides (paired randomization test, Holm-adjusted) to tell a real reversal from "
+        "noise; the same for head- versus tail-item rankings, and tail-item versus cold-item "
+        "rankings where a cold page exists. Writes sensitivity.md and a rank plot (also "
         "written by `bench leaderboard`).")
     sens.add_argument("--records", default="leaderboards/records",
                       help="folder of run records (default leaderboards/records)")

@@ -9,7 +9,8 @@ from test_leaderboard import _record, _users
 from bench.cli import main
 from bench.leaderboard import build
 from bench.leaderboard.load import load_pages
-from bench.leaderboard.sensitivity import compare
+from bench.leaderboard.sensitivity import RankComparison, compare
+from bench.leaderboard.stats import sign_flip_p
 from bench.records import write_run
 
 # rank multipliers (smaller = better): paper demotes llm_esr below pad; pad is strong on tail
@@ -82,3 +83,68 @@ def test_one_protocol_only_is_a_clear_error_and_no_page(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     build(records, tmp_path / "b2", efficiency_dir=None, with_plots=False)
     assert not (tmp_path / "b2" / "sensitivity.md").exists()
+
+
+def _comparison(shift_a: float, shift_b: float) -> RankComparison:
+    """x leads y by ``shift_a`` per user on side a and trails by ``shift_b`` on side b."""
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+
+    def noise() -> np.ndarray:  # mean exactly 0: the means differ by exactly the shift
+        n = rng.normal(0, 0.2, 400)
+        return n - n.mean()
+
+    users_a = {"x": base + shift_a + noise(), "y": base + noise()}
+    users_b = {"x": base + noise(), "y": base + shift_b + noise()}
+    # a third method far behind keeps x/y the only flipped pair
+    users_a["z"], users_b["z"] = base - 5, base - 5
+    means = [{m: float(v.mean()) for m, v in d.items()} for d in (users_a, users_b)]
+    return RankComparison("synthetic", "sasrec", "full", "paper", *means, users_a, users_b)
+
+
+@pytest.mark.parametrize(("shift_a", "shift_b", "verdict"), [
+    (0.2, 0.2, "reversed"), (0.2, 0.001, "one side only"), (0.001, 0.001, "within noise")])
+def test_a_flip_is_called_reversed_only_when_both_orders_are_significant(shift_a, shift_b,
+                                                                         verdict):
+    c = _comparison(shift_a, shift_b)
+    assert c.flips == [("x", "y")]
+    (test,) = c.flip_tests()
+    assert (test.winner, test.loser, test.verdict) == ("x", "y", verdict)
+    # Holm over the side's 3 pairs: never below the raw randomization p
+    assert test.p_a >= sign_flip_p(c.users_a["x"] - c.users_a["y"])
+
+
+def test_the_page_carries_each_flips_p_values_and_verdict(tmp_path):
+    out = tmp_path / "boards"
+    assert main(["report", "sensitivity", "--records", str(_write(tmp_path / "records")),
+                 "--out", str(out), "--no-plots"]) == 0
+    text = (out / "sensitivity.md").read_text()
+    assert "| flipped pair" in text and "| llm_esr vs pad" in text
+    assert any(v in text for v in ("reversed", "one side only", "within noise"))
+
+
+def _cold(rec: dict) -> dict:
+    for node in (rec["protocol"], rec["config"]["protocol"]):
+        node.update(name="cold", cold_fraction=0.1, cold_seed=0, fingerprint="pc01dc01dc01d0001")
+    rec["key"]["protocol"] = "cold"
+    return rec
+
+
+def test_tail_items_are_set_beside_cold_items_when_a_cold_page_exists(tmp_path):
+    """On new items llm_esr beats llmemb, the reverse of its tail-item order under full."""
+    root = _write(tmp_path / "records", protocols=("full",))
+    users = _users().assign(head_item=False)  # every cold target is a cold (tail) item
+    for method, factor in {"id": 20, "llm_esr": 1, "llmemb": 3, "pad": 20}.items():
+        rng = np.random.default_rng(factor)
+        ranks = rng.integers(1, 20, len(users)) * factor
+        write_run(root / "synthetic" / "cold" / method / "sasrec" / "seed-0.json",
+                  _cold(_record(method, "sasrec", 0)), users.assign(rank=ranks))
+    (c,) = compare(load_pages(root))  # full and cold only: no full-vs-paper section
+    assert (c.a, c.b) == ("tail items (full)", "cold items (cold)")
+    assert ("llmemb", "llm_esr") in c.flips
+    assert c.ranks(c.scores_b)["llm_esr"] == 1
+    out = tmp_path / "boards"
+    assert main(["report", "sensitivity", "--records", str(root), "--out", str(out)]) == 0
+    text = (out / "sensitivity.md").read_text()
+    assert "tail items (full) vs cold items (cold)" in text
+    assert (out / "sensitivity-ranks.png").exists()

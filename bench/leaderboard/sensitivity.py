@@ -5,26 +5,37 @@ For each dataset and backbone with records under both ``full`` (full ranking) an
 NDCG@10 under each protocol; Kendall's tau between the two rankings (``scipy.stats.kendalltau``,
 tau-b, with its two-sided p-value) says how much they agree, and every pair of methods whose
 order flips is listed. The same comparison is made between head-item and tail-item rankings
-under each protocol: a method can lead on head items and trail on the tail.
+under each protocol: a method can lead on head items and trail on the tail. Where the dataset
+also has a ``cold`` page (items held out of training, bench/data/cold.py), the tail-item ranking
+under each warm protocol is compared with the cold-item ranking: the papers measure the long tail
+and argue for new items; this says whether the one predicts the other.
+
+A flip between two methods whose difference is noise says nothing about the protocol. So every
+flipped pair carries the paired sign-flip randomization p of the difference on each side (per-user
+NDCG@10, averaged over seeds, the same test as the dataset pages; Holm-adjusted over all pairs of
+that side) and a verdict: *reversed* when both orders are significant at 0.05 (the protocol really
+changes the conclusion), *one side only*, or *within noise* on both.
 
 Pure function of the records, like every page: ``python -m bench leaderboard`` writes
-``sensitivity.md`` (and ``sensitivity-ranks.png``) whenever some dataset has both protocols;
+``sensitivity.md`` (and ``sensitivity-ranks.png``) whenever some dataset has two of them;
 ``python -m bench report sensitivity`` writes only these.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, rankdata
 
 from bench.leaderboard.load import Page
 from bench.leaderboard.render import MARKER, _table
+from bench.leaderboard.stats import holm, sign_flip_p
 
 METRIC = "NDCG@10"
+ALPHA = 0.05  # a flipped pair's order counts as established on a side below this adjusted p
 PAGE = "sensitivity.md"
 PLOT = "sensitivity-ranks.png"
 
@@ -37,6 +48,8 @@ class RankComparison:
     b: str
     scores_a: dict[str, float]  # method -> seed-mean metric
     scores_b: dict[str, float]
+    users_a: dict[str, np.ndarray] = field(default_factory=dict)  # method -> per-user metric
+    users_b: dict[str, np.ndarray] = field(default_factory=dict)  # (seed-mean, side's users)
 
     @property
     def methods(self) -> list[str]:
@@ -44,8 +57,10 @@ class RankComparison:
         return sorted(m for m in both if _finite(self.scores_a[m]) and _finite(self.scores_b[m]))
 
     def ranks(self, scores: dict[str, float]) -> dict[str, int]:
-        order = sorted(self.methods, key=lambda m: (-scores[m], m))
-        return {m: i + 1 for i, m in enumerate(order)}
+        """1 = best; tied methods share the better rank (two rows at 0 are both 4th, not 4th
+        and 5th), so a tie never shows as a rank change."""
+        ranked = rankdata([-scores[m] for m in self.methods], method="min")
+        return {m: int(r) for m, r in zip(self.methods, ranked, strict=True)}
 
     @property
     def tau(self) -> tuple[float, float]:
@@ -63,6 +78,41 @@ class RankComparison:
         return [(x, y) if a[x] > a[y] else (y, x) for x, y in combinations(self.methods, 2)
                 if (a[x] - a[y]) * (b[x] - b[y]) < 0]
 
+    def pair_p(self, side: str) -> dict[frozenset[str], float]:
+        """Holm-adjusted paired randomization p of every method pair on side ``a`` or ``b``
+        (empty when that side has no per-user values)."""
+        users = self.users_a if side == "a" else self.users_b
+        pairs = [frozenset(p) for p in combinations(self.methods, 2)
+                 if all(m in users for m in p)]
+        raw = [sign_flip_p(users[min(p)] - users[max(p)]) for p in pairs]
+        return dict(zip(pairs, holm(raw), strict=True)) if pairs else {}
+
+    def flip_tests(self) -> list[FlipTest]:
+        """Each flipped pair with its adjusted p on both sides and the verdict."""
+        flips = self.flips
+        if not flips:
+            return []
+        pa, pb = self.pair_p("a"), self.pair_p("b")
+        return [FlipTest(x, y, pa.get(frozenset((x, y)), float("nan")),
+                         pb.get(frozenset((x, y)), float("nan"))) for x, y in flips]
+
+
+@dataclass(frozen=True)
+class FlipTest:
+    winner: str  # ahead under ``a``
+    loser: str  # ahead under ``b``
+    p_a: float  # Holm-adjusted paired randomization p on side a (NaN: no per-user values)
+    p_b: float
+
+    @property
+    def verdict(self) -> str:
+        sig_a, sig_b = self.p_a < ALPHA, self.p_b < ALPHA
+        if sig_a and sig_b:
+            return "reversed"
+        if sig_a or sig_b:
+            return "one side only"
+        return "within noise"
+
 
 def _finite(x: float) -> bool:
     return x is not None and math.isfinite(x)
@@ -73,24 +123,51 @@ def _scores(page: Page, backbone: str, group: str) -> dict[str, float]:
             for row in page.rows if row.backbone == backbone}
 
 
+def _users(page: Page, backbone: str, group: str) -> dict[str, np.ndarray]:
+    """Per-user seed-mean metric of each row, restricted to the group's users."""
+    mask = page.groups.get(group, np.ones(len(page.users), dtype=bool))
+    return {row.method: row.user_values[METRIC][mask]
+            for row in page.rows if row.backbone == backbone and METRIC in row.user_values}
+
+
+def _side(page: Page, backbone: str, group: str) -> tuple[dict, dict]:
+    return _scores(page, backbone, group), _users(page, backbone, group)
+
+
 def compare(pages: list[Page]) -> list[RankComparison]:
-    """Every (dataset, backbone): full vs paper (overall), then head vs tail per protocol."""
+    """Every (dataset, backbone): full vs paper (overall), head vs tail per protocol, and, where
+    a ``cold`` page exists, tail items under each warm protocol vs cold items."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
-        full, paper = by_key.get((dataset, "full")), by_key.get((dataset, "paper"))
-        if full is None or paper is None:
-            continue
-        for backbone in sorted({r.backbone for r in full.rows} & {r.backbone for r in paper.rows}):
-            out.append(RankComparison(dataset, backbone, "full", "paper",
-                                      _scores(full, backbone, "overall"),
-                                      _scores(paper, backbone, "overall")))
-            for name, page in (("full", full), ("paper", paper)):
-                out.append(RankComparison(dataset, backbone, f"head items ({name})",
-                                          f"tail items ({name})",
-                                          _scores(page, backbone, "head_item"),
-                                          _scores(page, backbone, "tail_item")))
+        full, paper, cold = (by_key.get((dataset, name)) for name in ("full", "paper", "cold"))
+        if full is not None and paper is not None:
+            for backbone in _shared_backbones(full, paper):
+                out.append(_comparison(dataset, backbone, ("full", full, "overall"),
+                                       ("paper", paper, "overall")))
+                for name, page in (("full", full), ("paper", paper)):
+                    out.append(_comparison(dataset, backbone,
+                                           (f"head items ({name})", page, "head_item"),
+                                           (f"tail items ({name})", page, "tail_item")))
+        for name, page in (("full", full), ("paper", paper)):
+            if page is None or cold is None:
+                continue
+            for backbone in _shared_backbones(page, cold):
+                out.append(_comparison(dataset, backbone, (f"tail items ({name})", page,
+                                                           "tail_item"),
+                                       ("cold items (cold)", cold, "overall")))
     return out
+
+
+def _shared_backbones(a: Page, b: Page) -> list[str]:
+    return sorted({r.backbone for r in a.rows} & {r.backbone for r in b.rows})
+
+
+def _comparison(dataset: str, backbone: str, a: tuple[str, Page, str],
+                b: tuple[str, Page, str]) -> RankComparison:
+    """Side = (label, page, user group)."""
+    (sa, ua), (sb, ub) = _side(a[1], backbone, a[2]), _side(b[1], backbone, b[2])
+    return RankComparison(dataset, backbone, a[0], b[0], sa, sb, ua, ub)
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -101,28 +178,42 @@ def _section(c: RankComparison) -> str:
     ra, rb = c.ranks(c.scores_a), c.ranks(c.scores_b)
     rows = [[m, _fmt(c.scores_a[m], 4), ra[m], _fmt(c.scores_b[m], 4), rb[m],
              f"{ra[m] - rb[m]:+d}" if ra[m] != rb[m] else "0"]
-            for m in sorted(c.methods, key=lambda m: ra[m])]
+            for m in sorted(c.methods, key=lambda m: (ra[m], rb[m], m))]
     tau, p = c.tau
-    flips = ", ".join(f"{x} > {y} under {c.a}, reversed under {c.b}" for x, y in c.flips)
-    return "\n\n".join([
+    tests = c.flip_tests()
+    flips = ", ".join(f"{t.winner} > {t.loser} under {c.a}, reversed under {c.b}" for t in tests)
+    parts = [
         f"### {c.dataset} / {c.backbone}: {c.a} vs {c.b}",
         _table(rows, ["method", f"{METRIC} ({c.a})", "rank", f"{METRIC} ({c.b})", "rank",
                       "rank change"]),
         f"Kendall's tau-b = {_fmt(tau)} (p = {_fmt(p)}, {len(c.methods)} methods"
         f"{'; needs 3 or more' if len(c.methods) < 3 else ''}). "
         f"Flipped pairs: {len(c.flips)} of {len(c.methods) * (len(c.methods) - 1) // 2}"
-        + (f": {flips}." if flips else ".")])
+        + (f": {flips}." if flips else ".")]
+    if tests:
+        parts.append(_table(
+            [[f"{t.winner} vs {t.loser}", f"{t.winner} ahead", _fmt(t.p_a, 4),
+              f"{t.loser} ahead", _fmt(t.p_b, 4), t.verdict] for t in tests],
+            ["flipped pair", c.a, "p (Holm)", c.b, "p (Holm)", "verdict"]))
+    return "\n\n".join(parts)
 
 
 def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None) -> str:
     parts = [MARKER, "# Protocol sensitivity",
-             "Would the papers' protocol (`paper`: 100 sampled negatives, their head/tail "
+             ("Would the papers' protocol (`paper`: 100 sampled negatives, their head/tail "
              "thresholds) have ranked the methods as full ranking over all items (`full`) does? "
              f"Methods are ranked by seed-mean {METRIC} on each dataset page; Kendall's tau-b "
              "(scipy.stats.kendalltau) measures agreement (1 = same order, -1 = reversed), "
              "and every pair whose order flips is listed. Head- vs tail-item rankings show "
-             "where a method's advantage lives. Rankings come from the same records as the "
-             "dataset pages; a method missing under one protocol is left out of that pair."]
+             "where a method's advantage lives. Where a `cold` page exists (items held out of "
+             "training), each warm protocol's tail-item ranking is set beside the cold-item "
+             "ranking: would the long tail, which is what the papers measure, have predicted "
+             "which method ranks new items best? Rankings come from the same records as the "
+             "dataset pages; a method missing under one protocol is left out of that pair. "
+             "Each flipped pair is tested on both sides (paired sign-flip randomization test on "
+             f"per-user {METRIC}, seed-averaged, Holm-adjusted over the side's pairs): "
+             f"*reversed* = both orders significant at {ALPHA}, *one side only*, or *within "
+             "noise* (the flip may be chance).")]
     if plot:
         parts.append(f"![method ranks under both protocols]({plot})")
     parts += [_section(c) for c in comparisons]
@@ -130,7 +221,8 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None) ->
 
 
 def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
-    """One panel per (dataset, backbone): each method's rank under full and under paper."""
+    """One panel per protocol comparison (full vs paper; tail vs cold items) and backbone:
+    each method's rank on both sides. Head-vs-tail comparisons stay in the tables."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,25 +230,28 @@ def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
 
     from bench.leaderboard.plots import _save
 
-    pairs = [c for c in comparisons if c.a == "full"]
+    pairs = [c for c in comparisons if c.a == "full" or c.b.startswith("cold")]
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 4.2), squeeze=False)
     for ax, c in zip(axes[0], pairs, strict=True):
         ra, rb = c.ranks(c.scores_a), c.ranks(c.scores_b)
         for m in c.methods:
             ax.plot([0, 1], [ra[m], rb[m]], marker="o")
             ax.annotate(m, (1.03, rb[m]), va="center", fontsize=8)
-        ax.set_xticks([0, 1], ["full", "paper"])
+        ax.set_xticks([0, 1], [c.a.replace(" items", ""), c.b.replace(" items", "")],
+                      fontsize=8)
         ax.set_xlim(-0.2, 1.6)
         ax.invert_yaxis()
         ax.set_ylabel("rank")
         ax.set_title(f"{c.dataset} / {c.backbone}", fontsize=9)
+        if not c.methods:
+            ax.set_axis_off()
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
 def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True) -> list[Path]:
-    """Write ``sensitivity.md`` (and its plot) when some dataset has both protocols."""
+    """Write ``sensitivity.md`` (and its plot) when some dataset has a pair to compare."""
     from bench.records import write_text_atomic
 
     comparisons = compare(pages)
