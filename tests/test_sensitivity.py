@@ -57,8 +57,15 @@ def test_rankings_tau_and_flipped_pairs(tmp_path):
                         [protocols.scores_b[m] for m in protocols.methods])
     assert tau == pytest.approx(4 / 6) and tau == pytest.approx(expect.statistic)
     assert p == pytest.approx(expect.pvalue)
-    head_tail = next(c for c in comparisons if c.a == "head items (full)")
+    head_tail = next(c for c in comparisons
+                     if (c.a, c.b) == ("head items (full)", "tail items (full)"))
     assert any("pad" in pair for pair in head_tail.flips)  # pad leads on the tail only
+    # full vs paper per item group too: on tail items pad leads under both protocols
+    tails = next(c for c in comparisons if (c.a, c.b) == ("tail items (full)", "tail items (paper)"))
+    assert tails.ranks(tails.scores_a)["pad"] <= 2 and tails.ranks(tails.scores_b)["pad"] <= 2
+    assert [(c.a, c.b) for c in comparisons][:3] == [
+        ("full", "paper"), ("head items (full)", "head items (paper)"),
+        ("tail items (full)", "tail items (paper)")]
 
 
 def test_the_page_lists_the_flips_and_is_written_by_the_leaderboard_too(tmp_path, capsys):

@@ -4,8 +4,9 @@ For each dataset and backbone with records under both ``full`` (full ranking) an
 (100 sampled negatives, the papers' thresholds), the methods are ranked by their seed-mean
 NDCG@10 under each protocol; Kendall's tau between the two rankings (``scipy.stats.kendalltau``,
 tau-b, with its two-sided p-value) says how much they agree, and every pair of methods whose
-order flips is listed. The same comparison is made between head-item and tail-item rankings
-under each protocol: a method can lead on head items and trail on the tail. Where the dataset
+order flips is listed, overall and on head and on tail items (each protocol's own groups:
+quantiles under ``full``, the papers' thresholds under ``paper``). The same comparison is made
+between head-item and tail-item rankings under each protocol: a method can lead on head items and trail on the tail. Where the dataset
 also has a ``cold`` page (items held out of training, bench/data/cold.py), the tail-item ranking
 under each warm protocol is compared with the cold-item ranking: the papers measure the long tail
 and argue for new items; this says whether the one predicts the other.
@@ -135,8 +136,9 @@ def _side(page: Page, backbone: str, group: str) -> tuple[dict, dict]:
 
 
 def compare(pages: list[Page]) -> list[RankComparison]:
-    """Every (dataset, backbone): full vs paper (overall), head vs tail per protocol, and, where
-    a ``cold`` page exists, tail items under each warm protocol vs cold items."""
+    """Every (dataset, backbone): full vs paper (overall, head items, tail items), head vs tail
+    per protocol, and, where a ``cold`` page exists, tail items under each warm protocol vs cold
+    items."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
@@ -145,6 +147,9 @@ def compare(pages: list[Page]) -> list[RankComparison]:
             for backbone in _shared_backbones(full, paper):
                 out.append(_comparison(dataset, backbone, ("full", full, "overall"),
                                        ("paper", paper, "overall")))
+                for group, label in (("head_item", "head items"), ("tail_item", "tail items")):
+                    out.append(_comparison(dataset, backbone, (f"{label} (full)", full, group),
+                                           (f"{label} (paper)", paper, group)))
                 for name, page in (("full", full), ("paper", paper)):
                     out.append(_comparison(dataset, backbone,
                                            (f"head items ({name})", page, "head_item"),
@@ -204,7 +209,9 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None) ->
              "thresholds) have ranked the methods as full ranking over all items (`full`) does? "
              f"Methods are ranked by seed-mean {METRIC} on each dataset page; Kendall's tau-b "
              "(scipy.stats.kendalltau) measures agreement (1 = same order, -1 = reversed), "
-             "and every pair whose order flips is listed. Head- vs tail-item rankings show "
+             "and every pair whose order flips is listed, overall and on head and tail items "
+             "(each protocol's own groups: top-20% quantile under `full`, the papers' "
+             "popularity thresholds under `paper`). Head- vs tail-item rankings show "
              "where a method's advantage lives. Where a `cold` page exists (items held out of "
              "training), each warm protocol's tail-item ranking is set beside the cold-item "
              "ranking: would the long tail, which is what the papers measure, have predicted "
