@@ -75,7 +75,7 @@ def test_the_page_lists_the_flips_and_is_written_by_the_leaderboard_too(tmp_path
     printed = capsys.readouterr().out
     assert "synthetic/sasrec full vs paper: tau 0.667" in printed and "1 flipped pairs" in printed
     text = (out / "sensitivity.md").read_text()
-    assert "llm_esr > pad under full, reversed under paper" in text
+    assert "| llm_esr vs pad | llm_esr ahead" in text and "| pad ahead" in text
     assert (out / "sensitivity-ranks.png").exists()
     written = build(records, tmp_path / "board2", efficiency_dir=None)
     assert tmp_path / "board2" / "sensitivity.md" in written

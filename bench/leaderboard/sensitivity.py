@@ -186,15 +186,14 @@ def _section(c: RankComparison) -> str:
             for m in sorted(c.methods, key=lambda m: (ra[m], rb[m], m))]
     tau, p = c.tau
     tests = c.flip_tests()
-    flips = ", ".join(f"{t.winner} > {t.loser} under {c.a}, reversed under {c.b}" for t in tests)
     parts = [
         f"### {c.dataset} / {c.backbone}: {c.a} vs {c.b}",
         _table(rows, ["method", f"{METRIC} ({c.a})", "rank", f"{METRIC} ({c.b})", "rank",
-                      "rank change"]),
+                      f"places gained under {c.b}"]),
         f"Kendall's tau-b = {_fmt(tau)} (p = {_fmt(p)}, {len(c.methods)} methods"
         f"{'; needs 3 or more' if len(c.methods) < 3 else ''}). "
         f"Flipped pairs: {len(c.flips)} of {len(c.methods) * (len(c.methods) - 1) // 2}"
-        + (f": {flips}." if flips else ".")]
+        + (" (each ahead under one side, behind under the other):" if tests else ".")]
     if tests:
         parts.append(_table(
             [[f"{t.winner} vs {t.loser}", f"{t.winner} ahead", _fmt(t.p_a, 4),
