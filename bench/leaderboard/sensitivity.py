@@ -236,18 +236,26 @@ def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
 
     from bench.leaderboard.plots import _save
 
+    from matplotlib.ticker import MaxNLocator
+
     pairs = [c for c in comparisons if c.a == "full" or c.b.startswith("cold")]
+    methods = sorted({m for c in pairs for m in c.methods})
+    colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}  # same colour everywhere
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 4.2), squeeze=False)
     for ax, c in zip(axes[0], pairs, strict=True):
         ra, rb = c.ranks(c.scores_a), c.ranks(c.scores_b)
         for m in c.methods:
-            ax.plot([0, 1], [ra[m], rb[m]], marker="o")
-            ax.annotate(m, (1.03, rb[m]), va="center", fontsize=8)
+            ax.plot([0, 1], [ra[m], rb[m]], marker="o", color=colour[m])
+        for x, ranks, ha in ((-0.07, ra, "right"), (1.07, rb, "left")):
+            for rank in sorted(set(ranks.values())):  # tied methods share one label
+                names = ", ".join(m for m in c.methods if ranks[m] == rank)
+                ax.annotate(names, (x, rank), va="center", ha=ha, fontsize=7)
         ax.set_xticks([0, 1], [c.a.replace(" items", ""), c.b.replace(" items", "")],
                       fontsize=8)
-        ax.set_xlim(-0.2, 1.6)
+        ax.set_xlim(-0.9, 1.9)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.invert_yaxis()
-        ax.set_ylabel("rank")
+        ax.set_ylabel("rank (1 = best NDCG@10)")
         ax.set_title(f"{c.dataset} / {c.backbone}", fontsize=9)
         if not c.methods:
             ax.set_axis_off()
