@@ -5,7 +5,10 @@ trained under exactly the same protocol and budget as the LLM methods.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bench.adapters import BuildContext, MethodAdapter
+from bench.id_models import file_model
 
 
 class IdOnly(MethodAdapter):
@@ -18,6 +21,17 @@ class IdOnly(MethodAdapter):
 
     def build_model(self, ctx: BuildContext):
         return ctx.backbone(ctx.recbole_config, ctx.train_dataset)
+
+    def trained_info(self, ctx: BuildContext, model) -> dict[str, Any]:
+        """File the trained model (best weights) in the shared ID-model cache, so LLMEmb's
+        teacher and PAD's phase 1 reuse it instead of training the same model again."""
+        cfg = ctx.run_cfg
+        if not cfg.get("paths", {}).get("cache"):
+            return {}
+        ds = ctx.train_dataset
+        file_model(cfg, ctx.prepared.fingerprint, model, list(ds.field2id_token[ds.iid_field]),
+                   {"device": str(ctx.device)})
+        return {}
 
 
 ADAPTER = IdOnly()

@@ -9,14 +9,14 @@ teacher, trained here under the same protocol with ``teacher_seed``).
 
 One-off stages (teacher, SCFT adapter, exported embeddings) are cached under
 ``<paths.cache>``, keyed by everything that determines them, so a second run, another seed or
-another backbone reuses them. Ablations: ``method.scft=false`` (the LM's raw embeddings) and
+another backbone reuses them. The teacher is the ``id`` SASRec of ``teacher_seed`` and lives in
+the shared ID-model cache (``bench/id_models.py``): an ``id`` run trains it for LLMEmb too. Ablations: ``method.scft=false`` (the LM's raw embeddings) and
 ``method.align=false`` (no alignment loss). Defaults that differ from the paper because this
 suite runs on a CPU by default (SCFT steps and batch) are marked in ``configs/method/llmemb.yaml``.
 """
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from bench.adapters import BuildContext, MethodAdapter
-from bench.checkpoint import EpochCheckpoint
-from bench.encoders.cache import ArrayCache, DirCache, build_lock, cache_key
+from bench.encoders.cache import DirCache, build_lock, cache_key
 from bench.encoders.models import load_language_model
 from bench.encoders.prompts import item_prompts, template_for
 from bench.encoders.tables import align_to_recbole, encoder_identity, item_embeddings, pca
@@ -125,50 +124,24 @@ class LLMEmb(MethodAdapter):
 
     def _teacher(self, ctx: BuildContext, dim: int, one_off: dict[str, Any]) -> torch.Tensor:
         """The frozen collaborative table: ID-only SASRec (hidden = the backbone's item size),
-        trained under this run's protocol and training budget, cached per dataset version."""
+        trained under this run's protocol and training budget at ``teacher_seed``. It is the
+        ``id`` SASRec run of that seed when the sizes agree, so it comes from the shared
+        ID-model cache (bench/id_models.py) when that run (or another teacher) trained it."""
         from bench.config import compose
-        from bench.runner import protocol_fingerprint
+        from bench.id_models import check_item_order, trained_id_model
 
         cfg = copy.deepcopy(ctx.run_cfg)
         cfg["method"] = compose(["method=id"])["method"]
         cfg["backbone"] = {**compose(["backbone=sasrec"])["backbone"], "hidden_size": dim}
         cfg["seed"] = int(ctx.method_cfg["teacher_seed"])
+        cfg["show_progress"] = False
         cfg["efficiency"] = {**(cfg.get("efficiency") or {}), "inference": False}  # not served
-        parts = {"dataset": ctx.prepared.fingerprint, "backbone": cfg["backbone"],
-                 "protocol": protocol_fingerprint(cfg["protocol"], cfg["dataset"]),
-                 "train": cfg["train"], "seed": cfg["seed"]}
-        key = cache_key(**parts)
-        store = ArrayCache(Path(ctx.cache_dir) / "llmemb")
-        with build_lock(store.root / "teacher", key):  # one job trains it, the others wait
-            return self._teacher_table(ctx, cfg, parts, key, store, one_off)
-
-    def _teacher_table(self, ctx: BuildContext, cfg: dict[str, Any], parts: dict[str, Any],
-                       key: str, store: ArrayCache, one_off: dict[str, Any]) -> torch.Tensor:
-        from bench.adapters import load_adapter
-        from bench.data.prepared import export_recbole
-        from bench.runner import train_and_test
-
-        table = store.load("teacher", key)
-        if table is None:
-            start = time.perf_counter()
-            data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
-            resume = EpochCheckpoint(store.root / "teacher" / f"{key}.resume.pt", key)
-            art = train_and_test(cfg, load_adapter("id"), ctx.prepared, data_path, ctx.device,
-                                 resume=resume)
-            tokens = art.dataset.field2id_token[art.dataset.iid_field]
-            weights = art.model.item_embedding.weight.detach().cpu().numpy()
-            # stored by item token order of the prepared table, so any split can re-align it
-            index = {t: i for i, t in enumerate(tokens)}
-            table = np.stack([weights[index[t]] for t in ctx.prepared.items["item"]])
-            figures = {"seconds": time.perf_counter() - start,
-                       "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"],
-                       "epochs": art.record["training"]["epochs_run"]}
-            store.save("teacher", key, table, parts, figures)
-            resume.remove()
-            one_off["teacher"] = {"cache_hit": False, **figures}
-        else:
-            one_off["teacher"] = {"cache_hit": True, "built": store.figures("teacher", key)}
-        return align_to_recbole(table, ctx.prepared, ctx.train_dataset)
+        state, items, one_off["teacher"] = trained_id_model(cfg, ctx.prepared, ctx.device,
+                                                             "LLMEmb's teacher")
+        check_item_order(items, ctx.train_dataset, "LLMEmb teacher")
+        table = state["item_embedding.weight"].float().clone()
+        table[0] = 0.0  # padding row, as every item table of the suite
+        return table
 
     # ---- the model ---------------------------------------------------------------------------
     def build_model(self, ctx: BuildContext):

@@ -3,7 +3,8 @@
 Three phases, each trained by the harness under the run's protocol and budget (early stopping
 on validation NDCG@10), phases 1 and 2 cached so phase 3 can be rerun alone:
 
-1. **pre-train** the ID-only backbone (the ``id`` method);
+1. **pre-train** the ID-only backbone: the ``id`` run of the same seed, from the shared
+   ID-model cache (``bench/id_models.py``), trained here only when no run has;
 2. **rec-anchored alignment**: item vector = CAT(E_id'[i], g(x_i)) over the phase-1 ID table
    and a text tower g on frozen LM title vectors, trained with the recommendation loss plus
    0.2 x MK-MMD(g(x), E_id') (five Gaussian kernels, multipliers 2^-3..2^1);
@@ -108,11 +109,17 @@ class PAD(MethodAdapter):
 
     def _phase(self, ctx: BuildContext, phase: int, phase1, table, one_off: dict[str, Any],
                parent: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-        from bench.adapters import load_adapter
         from bench.data.prepared import export_recbole
         from bench.runner import protocol_fingerprint, train_and_test
 
         cfg = self._phase_cfg(ctx, phase)
+        if phase == 1:  # the ID backbone: the `id` run of this seed, from the shared cache
+            from bench.id_models import check_item_order, trained_id_model
+
+            state, items, one_off["phase1"] = trained_id_model(cfg, ctx.prepared, ctx.device,
+                                                               "PAD's phase 1")
+            check_item_order(items, ctx.train_dataset, "PAD phase 1")
+            return state, one_off["phase1"]["key"]
         m = ctx.method_cfg
         parts = {"phase": phase, "dataset": ctx.prepared.fingerprint, "backbone": cfg["backbone"],
                  "protocol": protocol_fingerprint(cfg["protocol"], cfg["dataset"]),
@@ -128,7 +135,7 @@ class PAD(MethodAdapter):
             if folder is None:
                 start = time.perf_counter()
                 data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
-                adapter = load_adapter("id") if phase == 1 else _AlignPhase(phase1, table.vectors)
+                adapter = _AlignPhase(phase1, table.vectors)
                 resume = EpochCheckpoint(store.root / label / f"{key}.resume.pt", key)
                 art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device,
                                      resume=resume)

@@ -1,0 +1,67 @@
+"""The shared ID-model cache: an `id` run's trained backbone is LLMEmb's teacher and PAD's
+phase 1 when their inputs agree, so it is trained once (bench/id_models.py)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_overrides
+
+from bench.config import compose
+from bench.data.sources import prepare
+from bench.encoders.cache import cache_key
+from bench.id_models import FOLDER, id_model_parts, trained_id_model
+from bench.records import read_record
+from bench.runner import execute, resolve_device
+
+
+def _filed(cache: Path) -> list[Path]:
+    return sorted((cache / FOLDER / "sasrec").glob("*/model.pt"))
+
+
+def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path):
+    cfg = compose(tiny_overrides(tmp_path / "a", "train.epochs=2"))
+    execute(cfg)
+    (filed,) = _filed(tmp_path / "a" / "cache")
+    key = cache_key(**id_model_parts(cfg, prepare(cfg["dataset"], tmp_path / "a" / "cache")
+                                     .fingerprint))
+    assert filed.parent.name == key
+    # the same inputs trained from scratch elsewhere (the teacher's path) give the same weights
+    fresh_cfg = copy.deepcopy(cfg)
+    fresh_cfg["paths"]["cache"] = str(tmp_path / "b" / "cache")
+    fresh_cfg["efficiency"]["inference"] = False  # inference timing does not enter the key
+    prepared = prepare(fresh_cfg["dataset"], tmp_path / "b" / "cache")
+    state, items, info = trained_id_model(fresh_cfg, prepared, resolve_device("cpu"), "test")
+    assert not info["cache_hit"] and info["key"] == key and items[0] == "[PAD]"
+    saved = torch.load(filed, weights_only=True)["state"]
+    assert saved.keys() == state.keys()
+    assert all(torch.equal(saved[k], state[k]) for k in state)
+
+
+@pytest.mark.slow
+def test_pad_phase1_and_the_llmemb_teacher_reuse_the_id_run(tmp_path, tiny_llama_dir):
+    execute(compose(tiny_overrides(tmp_path, "train.epochs=2")))
+    pad = read_record(execute(compose(tiny_overrides(tmp_path, "method=pad",
+                                                     "train.epochs=2"))).record_path)
+    assert pad["efficiency"]["one_off"]["phase1"]["cache_hit"]
+    llmemb = read_record(execute(compose(tiny_overrides(
+        tmp_path, "method=llmemb", "train.epochs=2", "encoder=hf",
+        f"encoder.path={tiny_llama_dir}", "method.scft_steps=2",
+        "method.scft_batch_items=8"))).record_path)
+    teacher = llmemb["efficiency"]["one_off"]["teacher"]
+    assert teacher["cache_hit"] and teacher["seed"] == 0
+    assert len(_filed(tmp_path / "cache")) == 1  # one ID model trained for all three
+
+
+def test_another_seed_is_another_model(tmp_path):
+    """PAD at seed 1 must not take the seed-0 `id` model: the seed is part of the key."""
+    cfg = compose(tiny_overrides(tmp_path, "train.epochs=1"))
+    fp = prepare(cfg["dataset"], tmp_path / "cache").fingerprint
+    other = copy.deepcopy(cfg)
+    other["seed"] = 1
+    assert cache_key(**id_model_parts(cfg, fp)) != cache_key(**id_model_parts(other, fp))
+    slower = copy.deepcopy(cfg)
+    slower["train"]["learning_rate"] = 1e-4
+    assert cache_key(**id_model_parts(cfg, fp)) != cache_key(**id_model_parts(slower, fp))
