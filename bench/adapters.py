@@ -27,6 +27,7 @@ import importlib.metadata
 import importlib.util
 import sys
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,12 @@ class MethodAdapter:
     def encoder_id(self, ctx: BuildContext) -> str | None:
         """The language model behind the item representation (provenance); None if unused."""
         return None
+
+    def run_lock(self, cfg: dict[str, Any], prepared) -> AbstractContextManager[None]:
+        """Held while ``execute`` trains a run of this method; none by default. An adapter
+        whose trained model other runs look up (``id``: LLMEmb's teacher, PAD's phase 1) takes
+        the lock those lookups wait on, so jobs running side by side train it once."""
+        return nullcontext()
 
 
 ENTRY_POINT_GROUP = "llmrec_bench.methods"

@@ -6,7 +6,8 @@ their data, backbone, protocol, training settings and seed agree: training is de
 a device, so they are the same weights. Each used to train its own copy (on Beauty, 87 epochs
 and half an hour of CPU each). Now every ID-only model that finishes training is filed here by
 those inputs (``methods/id.py`` does it, whoever ran it), and the teacher and phase 1 look here
-first: ``--methods id,llmemb,pad`` trains the ID backbone once per seed.
+first: ``--methods id,llmemb,pad`` trains the ID backbone once per seed, sequentially or side
+by side (the ``id`` run holds the lock a teacher or phase 1 waits on: ``id_model_lock``).
 
 An entry is ``<cache>/id-models/<backbone>/<key>/model.pt`` (state dict plus the item-token order
 it was trained under), sealed with a checksum manifest (``DirCache``); the manifest's figures
@@ -15,6 +16,7 @@ say how and where it was trained, and records that reuse one name it in ``effici
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,15 @@ def file_model(cfg: dict[str, Any], dataset_fingerprint: str, model: torch.nn.Mo
     return key
 
 
+def id_model_lock(cfg: dict[str, Any], dataset_fingerprint: str) -> AbstractContextManager[None]:
+    """The lock held while the ID-only model ``cfg`` describes is trained: by an ``id`` run
+    (``IdOnly.run_lock``) and by ``trained_id_model``. A teacher or phase 1 that starts while
+    the ``id`` run of its seed is training waits for it and reads the filed model; an ``id``
+    run that starts while a teacher trains waits too, then trains (and times) its own run."""
+    key = cache_key(**id_model_parts(cfg, dataset_fingerprint))
+    return build_lock(_store(cfg["paths"]["cache"]).root / cfg["backbone"]["name"], key)
+
+
 def trained_id_model(cfg: dict[str, Any], prepared, device: torch.device,
                      label: str) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
     """The ID-only model ``cfg`` describes: from the cache when some run trained it, else
@@ -67,7 +78,7 @@ def trained_id_model(cfg: dict[str, Any], prepared, device: torch.device,
     kind = cfg["backbone"]["name"]
     key = cache_key(**id_model_parts(cfg, prepared.fingerprint))
     store = _store(cfg["paths"]["cache"])
-    with build_lock(store.root / kind, key):  # one job trains it, the others wait
+    with id_model_lock(cfg, prepared.fingerprint):  # one job trains it, the others wait
         folder = store.valid(kind, key)
         if folder is None:
             cache = Path(cfg["paths"]["cache"])

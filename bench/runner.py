@@ -183,7 +183,8 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
         identity = fingerprint({"config": {s: cfg.get(s) for s in _IDENTITY + ("encoder",)},
                                 "dataset": prepared.fingerprint})
         resume = EpochCheckpoint(checkpoint_path(record_path), identity)
-    art = train_and_test(cfg, adapter, prepared, data_path, device, resume=resume)
+    with adapter.run_lock(cfg, prepared):
+        art = train_and_test(cfg, adapter, prepared, data_path, device, resume=resume)
     write_run(record_path, art.record, art.per_user)
     if resume is not None:
         resume.remove()

@@ -5,10 +5,11 @@ trained under exactly the same protocol and budget as the LLM methods.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from bench.adapters import BuildContext, MethodAdapter
-from bench.id_models import file_model
+from bench.id_models import file_model, id_model_lock
 
 
 class IdOnly(MethodAdapter):
@@ -21,6 +22,13 @@ class IdOnly(MethodAdapter):
 
     def build_model(self, ctx: BuildContext):
         return ctx.backbone(ctx.recbole_config, ctx.train_dataset)
+
+    def run_lock(self, cfg: dict[str, Any], prepared) -> AbstractContextManager[None]:
+        """The shared ID-model cache's lock for this model: a teacher or phase 1 of the same
+        inputs, started beside this run, waits for it instead of training a copy."""
+        if not cfg.get("paths", {}).get("cache"):
+            return nullcontext()
+        return id_model_lock(cfg, prepared.fingerprint)
 
     def trained_info(self, ctx: BuildContext, model) -> dict[str, Any]:
         """File the trained model (best weights) in the shared ID-model cache, so LLMEmb's

@@ -3,12 +3,14 @@ phase 1 when their inputs agree, so it is trained once (bench/id_models.py)."""
 from __future__ import annotations
 
 import copy
+import fcntl
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_overrides
 
+import bench.runner
 from bench.config import compose
 from bench.data.sources import prepare
 from bench.encoders.cache import cache_key
@@ -65,3 +67,28 @@ def test_another_seed_is_another_model(tmp_path):
     slower = copy.deepcopy(cfg)
     slower["train"]["learning_rate"] = 1e-4
     assert cache_key(**id_model_parts(cfg, fp)) != cache_key(**id_model_parts(slower, fp))
+
+
+def test_an_id_run_trains_under_the_lock_a_teacher_waits_on(tmp_path, monkeypatch):
+    """Side by side (a sweep's workers), LLMEmb's teacher must wait for the `id` run of its
+    seed rather than train a copy: the run holds the very lock `trained_id_model` takes."""
+    cfg = compose(tiny_overrides(tmp_path, "train.epochs=1"))
+    fp = prepare(cfg["dataset"], tmp_path / "cache").fingerprint
+    lock = tmp_path / "cache" / FOLDER / "sasrec" / f"{cache_key(**id_model_parts(cfg, fp))}.lock"
+    held, train = [], bench.runner.train_and_test
+
+    def probe(*args, **kwargs):  # another job trying the teacher's lock mid-training
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(bench.runner, "train_and_test", probe)
+    execute(cfg)
+    assert held == [True]
+    with open(lock, "a") as handle:  # released once the run is filed
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
