@@ -225,7 +225,7 @@ def cmd_adapter_check(args: argparse.Namespace) -> int:
 
 def cmd_report_sensitivity(args: argparse.Namespace) -> int:
     from bench.leaderboard.load import load_pages
-    from bench.leaderboard.sensitivity import compare, write_sensitivity
+    from bench.leaderboard.sensitivity import compare, not_compared, write_sensitivity
 
     pages = load_pages(Path(args.records))
     written = write_sensitivity(pages, Path(args.out), with_plots=not args.no_plots)
@@ -240,6 +240,8 @@ def cmd_report_sensitivity(args: argparse.Namespace) -> int:
         print(f"{c.dataset}/{c.backbone} {c.a} vs {c.b}: tau {tau:.3f} (p {p:.3f}), "
               f"{len(c.flips)} flipped pairs of {len(c.methods)} methods "
               f"({reversed_} significant both ways)")
+    for line in not_compared(pages):
+        print(f"note: {line}")
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -1,6 +1,8 @@
 """Protocol-sensitivity report: rankings under full vs paper, Kendall's tau, flipped pairs."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
@@ -155,3 +157,23 @@ def test_tail_items_are_set_beside_cold_items_when_a_cold_page_exists(tmp_path):
     text = (out / "sensitivity.md").read_text()
     assert "tail items (full) vs cold items (cold)" in text
     assert (out / "sensitivity-ranks.png").exists()
+
+
+def test_pages_measured_on_different_data_are_not_ranked_against_each_other(tmp_path, capsys):
+    """The synthetic generator once gave another dataset on another CPU: full vs paper across
+    two datasets would blame the protocol for the data. Head vs tail within a page still holds."""
+    root = _write(tmp_path / "records")
+    for path in (root / "synthetic" / "paper").rglob("seed-*.json"):
+        rec = json.loads(path.read_text())
+        rec["dataset"]["fingerprint"] = "ffffffffffffffff"
+        path.write_text(json.dumps(rec))
+    comparisons = compare(load_pages(root))
+    assert [(c.a, c.b) for c in comparisons] == [
+        ("head items (full)", "tail items (full)"), ("head items (paper)", "tail items (paper)")]
+    out = tmp_path / "boards"
+    assert main(["report", "sensitivity", "--records", str(root), "--out", str(out),
+                 "--no-plots"]) == 0
+    assert "`full` vs `paper` not compared" in capsys.readouterr().out
+    text = (out / "sensitivity.md").read_text()
+    assert "**Not compared.** synthetic: `full` vs `paper` not compared" in text
+    assert "ffffffffffffffff" in text and "### synthetic / sasrec: full vs paper" not in text

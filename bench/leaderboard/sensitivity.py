@@ -135,27 +135,58 @@ def _side(page: Page, backbone: str, group: str) -> tuple[dict, dict]:
     return _scores(page, backbone, group), _users(page, backbone, group)
 
 
+def source_data(page: Page) -> str:
+    """The data a page was measured on: its dataset fingerprint; for a cold page, that of the
+    dataset its view was cut from (what the warm pages' records name)."""
+    ds = page.runs[0].record["dataset"]
+    return (ds.get("cold_start") or {}).get("source_fingerprint") or ds["fingerprint"]
+
+
+def _same_data(a: Page | None, b: Page | None) -> bool:
+    return a is not None and b is not None and source_data(a) == source_data(b)
+
+
+def not_compared(pages: list[Page]) -> list[str]:
+    """Page pairs ``compare`` leaves out because their records come from different data (a
+    dataset regenerated or re-prepared between runs): a ranking change between them could be
+    the data's, not the protocol's."""
+    by_key = {(p.dataset, p.protocol): p for p in pages}
+    out = []
+    for dataset in sorted({p.dataset for p in pages}):
+        full, paper, cold = (by_key.get((dataset, name)) for name in ("full", "paper", "cold"))
+        for a, b in ((full, paper), (full, cold), (paper, cold)):
+            if a is not None and b is not None and not _same_data(a, b):
+                out.append(f"{dataset}: `{a.protocol}` vs `{b.protocol}` not compared: their "
+                           f"records come from different data (dataset fingerprint "
+                           f"`{source_data(a)}` vs `{source_data(b)}`); rerun one protocol's "
+                           "records on the other's data")
+    return out
+
+
 def compare(pages: list[Page]) -> list[RankComparison]:
     """Every (dataset, backbone): full vs paper (overall, head items, tail items), head vs tail
     per protocol, and, where a ``cold`` page exists, tail items under each warm protocol vs cold
-    items."""
+    items. Pages measured on different data are not set side by side (``not_compared``)."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
         full, paper, cold = (by_key.get((dataset, name)) for name in ("full", "paper", "cold"))
         if full is not None and paper is not None:
             for backbone in _shared_backbones(full, paper):
-                out.append(_comparison(dataset, backbone, ("full", full, "overall"),
-                                       ("paper", paper, "overall")))
-                for group, label in (("head_item", "head items"), ("tail_item", "tail items")):
-                    out.append(_comparison(dataset, backbone, (f"{label} (full)", full, group),
-                                           (f"{label} (paper)", paper, group)))
+                if _same_data(full, paper):
+                    out.append(_comparison(dataset, backbone, ("full", full, "overall"),
+                                           ("paper", paper, "overall")))
+                    for group, label in (("head_item", "head items"),
+                                         ("tail_item", "tail items")):
+                        out.append(_comparison(dataset, backbone,
+                                               (f"{label} (full)", full, group),
+                                               (f"{label} (paper)", paper, group)))
                 for name, page in (("full", full), ("paper", paper)):
                     out.append(_comparison(dataset, backbone,
                                            (f"head items ({name})", page, "head_item"),
                                            (f"tail items ({name})", page, "tail_item")))
         for name, page in (("full", full), ("paper", paper)):
-            if page is None or cold is None:
+            if not _same_data(page, cold):
                 continue
             for backbone in _shared_backbones(page, cold):
                 out.append(_comparison(dataset, backbone, (f"tail items ({name})", page,
@@ -202,7 +233,8 @@ def _section(c: RankComparison) -> str:
     return "\n\n".join(parts)
 
 
-def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None) -> str:
+def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
+                         skipped: list[str] = ()) -> str:
     parts = [MARKER, "# Protocol sensitivity",
              ("Would the papers' protocol (`paper`: 100 sampled negatives, their head/tail "
              "thresholds) have ranked the methods as full ranking over all items (`full`) does? "
@@ -222,6 +254,8 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None) ->
              "noise* (the flip may be chance).")]
     if plot:
         parts.append(f"![method ranks under both protocols]({plot})")
+    if skipped:
+        parts.append("**Not compared.** " + " ".join(f"{line}." for line in skipped))
     parts += [_section(c) for c in comparisons]
     return "\n\n".join(parts) + "\n"
 
@@ -268,14 +302,14 @@ def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True)
     """Write ``sensitivity.md`` (and its plot) when some dataset has a pair to compare."""
     from bench.records import write_text_atomic
 
-    comparisons = compare(pages)
-    if not comparisons:
+    comparisons, skipped = compare(pages), not_compared(pages)
+    if not comparisons and not skipped:
         return []
     out_dir = Path(out_dir)
     written = []
     plot = None
-    if with_plots:
+    if with_plots and comparisons:
         rank_plot(comparisons, out_dir / PLOT)
         plot, written = PLOT, [out_dir / PLOT]
-    write_text_atomic(out_dir / PAGE, sensitivity_markdown(comparisons, plot))
+    write_text_atomic(out_dir / PAGE, sensitivity_markdown(comparisons, plot, skipped))
     return [out_dir / PAGE, *written]
