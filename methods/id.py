@@ -38,7 +38,7 @@ class IdOnly(MethodAdapter):
             return {}
         ds = ctx.train_dataset
         file_model(cfg, ctx.prepared.fingerprint, model, list(ds.field2id_token[ds.iid_field]),
-                   {"device": str(ctx.device)})
+                   {"device": str(ctx.device), **ctx.extras.get("trained", {})})
         return {}
 
 

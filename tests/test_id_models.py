@@ -13,7 +13,7 @@ from conftest import tiny_overrides
 import bench.runner
 from bench.config import compose
 from bench.data.sources import prepare
-from bench.encoders.cache import cache_key
+from bench.encoders.cache import DirCache, cache_key
 from bench.id_models import FOLDER, id_model_parts, trained_id_model
 from bench.records import read_record
 from bench.runner import execute, resolve_device
@@ -25,11 +25,16 @@ def _filed(cache: Path) -> list[Path]:
 
 def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path):
     cfg = compose(tiny_overrides(tmp_path / "a", "train.epochs=2"))
-    execute(cfg)
+    outcome = execute(cfg)
     (filed,) = _filed(tmp_path / "a" / "cache")
     key = cache_key(**id_model_parts(cfg, prepare(cfg["dataset"], tmp_path / "a" / "cache")
                                      .fingerprint))
     assert filed.parent.name == key
+    # what a run that reuses it reports of its training (one_off "built"): this run's figures
+    built = DirCache(tmp_path / "a" / "cache" / FOLDER).figures("sasrec", key)
+    record = read_record(outcome.record_path)
+    assert built["epochs"] == record["training"]["epochs_run"] == 2
+    assert built["valid_ndcg10"] == record["metrics"]["valid"]["NDCG@10"] > 0
     # the same inputs trained from scratch elsewhere (the teacher's path) give the same weights
     fresh_cfg = copy.deepcopy(cfg)
     fresh_cfg["paths"]["cache"] = str(tmp_path / "b" / "cache")
