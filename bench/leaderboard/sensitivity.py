@@ -234,7 +234,7 @@ def _section(c: RankComparison) -> str:
 
 
 def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
-                         skipped: list[str] = ()) -> str:
+                         skipped: list[str] | None = None) -> str:
     parts = [MARKER, "# Protocol sensitivity",
              ("Would the papers' protocol (`paper`: 100 sampled negatives, their head/tail "
              "thresholds) have ranked the methods as full ranking over all items (`full`) does? "
