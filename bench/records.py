@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.runtime import malloc_state
+from bench.runtime import malloc_state, numeric_platform
 
 SCHEMA = "llmrec-bench/run-record/v1"
 PACKAGES = ("torch", "recbole", "numpy", "pandas", "scipy", "transformers", "peft", "hydra-core",
@@ -141,5 +141,5 @@ def provenance(device: torch.device, encoder: str | None) -> dict[str, Any]:
             versions[pkg] = None
     return {"git": _git_commit(), "packages": versions, "python": platform.python_version(),
             "device": device_name(device), "encoder": encoder,
-            "runtime": {"malloc": malloc_state()},
+            "runtime": {"malloc": malloc_state(), **numeric_platform()},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

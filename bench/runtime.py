@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _TRIM_BYTES = 2**31 - 1  # mallopt takes a C int
@@ -40,3 +41,16 @@ def tune_malloc() -> str:
 
 def malloc_state() -> str:
     return _state
+
+
+def numeric_platform() -> dict[str, str]:
+    """What floating-point results can depend on besides the packages: the C library (libm)
+    and the SIMD targets numpy dispatches to on this CPU. The synthetic generator gave another
+    dataset on another machine with the same packages; records carry these to tell why."""
+    libc = " ".join(part for part in platform.libc_ver() if part) or "unknown"
+    try:
+        from numpy._core import _multiarray_umath as umath  # private, hence guarded
+        simd = " ".join(t for t in umath.__cpu_dispatch__ if umath.__cpu_features__.get(t))
+    except (ImportError, AttributeError):
+        simd = "unknown"
+    return {"libc": libc, "numpy_simd": simd or "baseline only"}

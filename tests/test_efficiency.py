@@ -110,6 +110,10 @@ def test_heap_tuning_is_applied_and_recorded(trained):
         assert "M_MMAP_MAX=0" in malloc_state()
     record = trained("sasrec", "full").record
     assert record["provenance"]["runtime"]["malloc"] == malloc_state()
+    # and what else floating point depends on (the synthetic data once differed by machine)
+    libc = " ".join(part for part in platform.libc_ver() if part) or "unknown"
+    assert record["provenance"]["runtime"]["libc"] == libc
+    assert record["provenance"]["runtime"]["numpy_simd"]
 
 
 def test_heap_tuning_can_be_switched_off():
