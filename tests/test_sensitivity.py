@@ -1,12 +1,10 @@
 """Protocol-sensitivity report: rankings under full vs paper, Kendall's tau, flipped pairs."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
-from test_leaderboard import _record, _users
+from test_leaderboard import _record, _rewrite, _users
 
 from bench.cli import main
 from bench.leaderboard import build
@@ -164,16 +162,14 @@ def test_pages_measured_on_different_data_are_not_ranked_against_each_other(tmp_
     two datasets would blame the protocol for the data. Head vs tail within a page still holds."""
     root = _write(tmp_path / "records")
     for path in (root / "synthetic" / "paper").rglob("seed-*.json"):
-        rec = json.loads(path.read_text())
-        rec["dataset"]["fingerprint"] = "ffffffffffffffff"
-        path.write_text(json.dumps(rec))
+        _rewrite(path, **{"dataset.fingerprint": "ffffffffffffffff"})
     comparisons = compare(load_pages(root))
     assert [(c.a, c.b) for c in comparisons] == [
         ("head items (full)", "tail items (full)"), ("head items (paper)", "tail items (paper)")]
     out = tmp_path / "boards"
-    assert main(["report", "sensitivity", "--records", str(root), "--out", str(out),
-                 "--no-plots"]) == 0
+    assert main(["report", "sensitivity", "--records", str(root), "--out", str(out)]) == 0
     assert "`full` vs `paper` not compared" in capsys.readouterr().out
+    assert not (out / "sensitivity-ranks.png").exists()  # no comparison between protocols
     text = (out / "sensitivity.md").read_text()
     assert "**Not compared.** synthetic: `full` vs `paper` not compared" in text
     assert "ffffffffffffffff" in text and "### synthetic / sasrec: full vs paper" not in text

@@ -260,6 +260,11 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
     return "\n\n".join(parts) + "\n"
 
 
+def _plotted(comparisons: list[RankComparison]) -> list[RankComparison]:
+    """The comparisons the rank plot has a panel for: between protocols, not within one."""
+    return [c for c in comparisons if c.a == "full" or c.b.startswith("cold")]
+
+
 def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
     """One panel per protocol comparison (full vs paper; tail vs cold items) and backbone:
     each method's rank on both sides. Head-vs-tail comparisons stay in the tables."""
@@ -272,7 +277,7 @@ def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
 
     from matplotlib.ticker import MaxNLocator
 
-    pairs = [c for c in comparisons if c.a == "full" or c.b.startswith("cold")]
+    pairs = _plotted(comparisons)
     methods = sorted({m for c in pairs for m in c.methods})
     colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}  # same colour everywhere
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 4.2), squeeze=False)
@@ -308,8 +313,10 @@ def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True)
     out_dir = Path(out_dir)
     written = []
     plot = None
-    if with_plots and comparisons:
+    if with_plots and _plotted(comparisons):
         rank_plot(comparisons, out_dir / PLOT)
         plot, written = PLOT, [out_dir / PLOT]
+    elif with_plots:  # no comparison between protocols: no panel, and no stale plot left
+        (out_dir / PLOT).unlink(missing_ok=True)
     write_text_atomic(out_dir / PAGE, sensitivity_markdown(comparisons, plot, skipped))
     return [out_dir / PAGE, *written]
