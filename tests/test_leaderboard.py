@@ -19,6 +19,7 @@ import pytest
 from bench.cli import main
 from bench.errors import BenchError
 from bench.leaderboard import build
+from bench.leaderboard.load import pinned_fingerprint
 from bench.leaderboard.stats import holm, paired, seed_interval, sign_flip_p
 from bench.records import SCHEMA, sidecar_path, write_run
 
@@ -89,7 +90,12 @@ def test_holm_matches_hand_computed_values_and_is_monotone():
 
 
 # ------------------------------------------------------------------------- records
-def _record(method: str, backbone: str, seed: int, *, dataset_fp: str = "d5e7c0ffee000001",
+# The records are "synthetic" ones on the data configs/dataset/synthetic.yaml pins: pages that
+# match it carry no stale-data warning (test_stale_data_is_flagged covers the other case).
+SYNTHETIC_FP = pinned_fingerprint("synthetic")
+
+
+def _record(method: str, backbone: str, seed: int, *, dataset_fp: str = SYNTHETIC_FP,
             loss_reduction: str = "constant") -> dict:
     protocol = {"name": "full", "candidates": "all", "n_negatives": None, "negative_seed": None,
                 "max_seq_length": 50, "loss": "ce", "groups": "quantile", "head_fraction": 0.2,
@@ -220,6 +226,24 @@ def test_mismatched_dataset_fingerprints_are_refused_naming_the_files(tmp_path):
         build(records, tmp_path / "boards")
     assert str(odd) in str(err.value)
     assert not (tmp_path / "boards").exists()  # nothing half-written
+
+
+def test_stale_data_is_flagged_and_the_pin_is_not_a_setting(tmp_path):
+    """Records on data other than what the dataset's config pins today get a warning row naming
+    both fingerprints (they were measured on a superseded generator's output); a record whose
+    config carries the pin sits on one page with records made before configs had it."""
+    records = write_records(tmp_path / "records")
+    build(records, tmp_path / "fresh")
+    assert "stale data" not in (tmp_path / "fresh" / "synthetic-full.md").read_text()
+    for path in sorted(records.rglob("seed-*.json")):
+        _rewrite(path, **{"dataset.fingerprint": "c74d18ea5aba9443"})
+    _rewrite(records / "synthetic/full/id/sasrec/seed-0.json",
+             **{"config.dataset": {"name": "synthetic", "fingerprint": SYNTHETIC_FP}})
+    build(records, tmp_path / "boards")
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| ⚠ stale data"))
+    assert (f"these records were measured on data `c74d18ea5aba9443`; "
+            f"`configs/dataset/synthetic.yaml` now pins `{SYNTHETIC_FP}`") in row
 
 
 def test_training_settings_must_match_across_a_page(tmp_path):

@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from bench.data.prepared import load_prepared, write_prepared
+from bench.data.cold import cold_view
+from bench.data.prepared import builder_digest, load_prepared, write_prepared
 from bench.data.sources import prepare
 from bench.errors import BenchError
 
@@ -74,6 +75,53 @@ def test_prepare_reuses_copy_and_rebuilds_when_recipe_changes(tmp_path):
     assert prepare({**cfg, "paper_thresholds": {"item": 3}}, tmp_path).fingerprint == first.fingerprint
     assert (first.path / "meta.json").stat().st_mtime_ns == mtime  # reused, not rebuilt
     assert prepare({**cfg, "generator_seed": 1}, tmp_path).fingerprint != first.fingerprint
+
+
+TINY = {"name": "synthetic-tiny", "loader": "synthetic", "preset": "tiny", "generator_seed": 0}
+
+
+def _meta_mtime(ds) -> int:
+    return (ds.path / "meta.json").stat().st_mtime_ns
+
+
+def test_a_copy_built_by_other_code_is_rebuilt_once(tmp_path):
+    """A cached copy is keyed on the code that builds it, not only on the config: a copy an
+    older generator left (other titles, same recipe) is replaced, so every machine measures
+    the data today's code makes."""
+    fresh = prepare(TINY, tmp_path)
+    stale_items = fresh.items.assign(title=fresh.items["title"] + ", Pack of 2")
+    stale = write_prepared(fresh.path, fresh.name, fresh.interactions, stale_items,
+                           {**fresh.meta["source"], "builder": "0000000000000000"})
+    assert stale.fingerprint != fresh.fingerprint
+    rebuilt = prepare(TINY, tmp_path)
+    assert rebuilt.fingerprint == fresh.fingerprint
+    assert rebuilt.meta["source"]["builder"] == builder_digest()
+    mtime = _meta_mtime(rebuilt)
+    assert prepare(TINY, tmp_path).fingerprint == fresh.fingerprint
+    assert _meta_mtime(rebuilt) == mtime  # reused from now on, not rebuilt on every call
+
+
+def test_same_data_from_changed_code_keeps_its_fingerprint_and_cold_view(tmp_path):
+    fresh = prepare(TINY, tmp_path)
+    view = cold_view(fresh, {"cold_fraction": 0.1, "cold_seed": 0}, tmp_path)
+    for ds in (fresh, view):  # as if written by an older build of the same code
+        meta = json.loads((ds.path / "meta.json").read_text())
+        meta["source"]["builder"] = "0000000000000000"
+        (ds.path / "meta.json").write_text(json.dumps(meta))
+    again = prepare(TINY, tmp_path)
+    again_view = cold_view(again, {"cold_fraction": 0.1, "cold_seed": 0}, tmp_path)
+    assert (again.fingerprint, again_view.fingerprint) == (fresh.fingerprint, view.fingerprint)
+    assert again.meta["source"]["builder"] == again_view.meta["source"]["builder"] \
+        == builder_digest()
+
+
+def test_data_other_than_the_pinned_fingerprint_is_reported(tmp_path, capsys):
+    ds = prepare({**TINY, "fingerprint": "ffffffffffffffff"}, tmp_path)
+    err = capsys.readouterr().err
+    assert f"dataset 'synthetic-tiny' has fingerprint {ds.fingerprint}, not the " \
+           "ffffffffffffffff that configs/dataset/synthetic-tiny.yaml pins" in err
+    prepare({**TINY, "fingerprint": ds.fingerprint}, tmp_path)
+    assert capsys.readouterr().err == ""
 
 
 def test_recbole_export_matches_interactions(tmp_path):

@@ -3,7 +3,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+import yaml
+
+from bench.adapters import CONFIG_DIR
+from bench.data.sources import prepare
 from bench.data.synthetic import PRESETS, generate
+
+
+@pytest.mark.parametrize("name", ["synthetic-tiny", "synthetic"])
+def test_generated_data_has_the_fingerprint_its_config_pins(name, tmp_path):
+    """The leaderboard's synthetic records were measured on the pinned data. A change to the
+    generator or lexicon that changes the data must come with a new pin and new records."""
+    cfg = yaml.safe_load((CONFIG_DIR / "dataset" / f"{name}.yaml").read_text())
+    assert prepare(cfg, tmp_path).fingerprint == cfg["fingerprint"]
 
 
 def test_same_seed_same_data_other_seed_other_data():

@@ -15,6 +15,7 @@ reported instead of silently changing what is measured.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +33,11 @@ from bench.errors import BenchError
 FORMAT_VERSION = 1
 INTER_FILE, ITEMS_FILE, META_FILE = "interactions.tsv", "items.tsv", "meta.json"
 _WS = re.compile(r"[\t\r\n]+")
+# The modules whose code decides what a prepared dataset holds (generator, lexicon, readers, raw
+# recipes, repairs, cold-start view, this format). A cached copy is reused only while their
+# digest is unchanged: keyed on the config alone, a machine kept serving synthetic data made by
+# a superseded title rule (fingerprint c74d18ea5aba9443) long after the generator had changed.
+BUILDER_MODULES = ("prepared", "sources", "synthetic", "lexicon", "readers", "raw", "cold")
 
 
 @dataclass
@@ -79,6 +85,17 @@ def _write_tsv(df: pd.DataFrame, path: Path) -> None:
             f.write("\t".join(_clean(v) for v in row) + "\n")
 
 
+@functools.cache
+def builder_digest() -> str:
+    """Digest of the ``BUILDER_MODULES`` sources: part of the key a prepared copy is reused under.
+    A rebuild after a code change that leaves the data alone gives the same fingerprint, so
+    caches keyed on the fingerprint (encodings, SCFT, ID models) stay valid."""
+    h = hashlib.sha256()
+    for name in BUILDER_MODULES:
+        h.update(Path(__file__).with_name(f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(inter_sha: str, items_sha: str) -> str:
     return hashlib.sha256(f"v{FORMAT_VERSION}:{inter_sha}:{items_sha}".encode()).hexdigest()[:16]
 
@@ -110,14 +127,14 @@ def write_prepared(out_dir: Path, name: str, interactions: pd.DataFrame, items: 
                 "n_interactions": int(len(inter)), "source": source, "sha256": shas,
                 "fingerprint": _fingerprint(shas[INTER_FILE], shas[ITEMS_FILE])}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if _holds(out_dir, meta["fingerprint"]):  # a concurrent job wrote the same data first
+        if _holds(out_dir, meta):  # a concurrent job wrote the same data first
             shutil.rmtree(tmp, ignore_errors=True)
             return load_prepared(out_dir)
         discard(out_dir)
         try:
             os.replace(tmp, out_dir)
         except OSError:  # not renamed onto a non-empty directory: another job's came first
-            if not _holds(out_dir, meta["fingerprint"]):
+            if not _holds(out_dir, meta):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
@@ -126,9 +143,14 @@ def write_prepared(out_dir: Path, name: str, interactions: pd.DataFrame, items: 
     return load_prepared(out_dir)
 
 
-def _holds(out_dir: Path, fingerprint: str) -> bool:
+def _holds(out_dir: Path, meta: dict[str, Any]) -> bool:
+    """Whether ``out_dir`` already holds this data written from this source description (a
+    copy with the same data but an older builder or recipe is replaced, so it is not rebuilt
+    on every later call)."""
     try:
-        return json.loads((out_dir / META_FILE).read_text())["fingerprint"] == fingerprint
+        held = json.loads((out_dir / META_FILE).read_text())
+        return (held["fingerprint"] == meta["fingerprint"]
+                and held["source"] == json.loads(json.dumps(meta["source"])))
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

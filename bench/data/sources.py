@@ -13,11 +13,14 @@ repairs every dataset gets, each counted in ``meta.json`` under ``source.repairs
 * duplicate metadata rows for one item keep the first.
 
 ``prepare`` writes the result once under ``<cache>/prepared/<name>`` and reuses it while the
-recipe is unchanged. Relative paths in a dataset config are read from the current directory,
-or else from the project root (so ``../shared/data`` works from anywhere).
+recipe and the code that builds it (``prepared.builder_digest``) are unchanged; a config that
+pins a ``fingerprint`` gets a note when the data differs from it. Relative paths in a dataset
+config are read from the current directory, or else from the project root (so
+``../shared/data`` works from anywhere).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from bench.data import raw
-from bench.data.prepared import PreparedDataset, load_prepared, sha256_file, write_prepared
+from bench.data.prepared import (PreparedDataset, builder_digest, load_prepared, sha256_file,
+                                 write_prepared)
 from bench.data.readers import (read_item_json, read_llmesr_inter, read_pgpr_kg,
                                 read_recbole_item_file, read_user_sequences)
 from bench.data.synthetic import PRESETS, generate
@@ -105,7 +109,7 @@ LOADERS: dict[str, Loader] = {"synthetic": _synthetic, "p5": _p5, "llmesr": _llm
                               "amazon": raw.amazon, "yelp": raw.yelp}
 # Keys of a dataset config that describe or evaluate the data but do not change it.
 _DESCRIPTIVE_KEYS = {"description", "paper_thresholds", "card", "downloads", "raw_dir",
-                     "download_note", "prompt_domain"}
+                     "download_note", "prompt_domain", "fingerprint"}
 
 
 def finalize(inter: pd.DataFrame, items: pd.DataFrame | None, cfg: dict[str, Any]
@@ -150,9 +154,23 @@ def prepare(cfg: dict[str, Any], cache_dir: Path, force: bool = False) -> Prepar
     out_dir = Path(cache_dir) / "prepared" / name
     if out_dir.exists() and not force:
         ds = load_prepared(out_dir)  # a damaged copy is an error naming the fix, never used
-        if ds.meta["source"].get("recipe") == recipe:
-            return ds
+        if (ds.meta["source"].get("recipe") == recipe
+                and ds.meta["source"].get("builder") == builder_digest()):
+            return _check_expected(ds, cfg)
     inter, items, source = LOADERS[loader](cfg)
     inter, items, repairs = finalize(inter, items, cfg)
-    return write_prepared(out_dir, name, inter, items, {**source, "repairs": repairs,
-                                                        "recipe": recipe})
+    return _check_expected(write_prepared(out_dir, name, inter, items, {
+        **source, "repairs": repairs, "recipe": recipe, "builder": builder_digest()}), cfg)
+
+
+def _check_expected(ds: PreparedDataset, cfg: dict[str, Any]) -> PreparedDataset:
+    """Say so when the data differs from the fingerprint the config pins (``fingerprint``: the
+    data the published records were measured on). Not an error: a user's own copy may differ
+    on purpose; but their records will then not join those pages, and they should know now."""
+    expected = cfg.get("fingerprint")
+    if expected and str(expected) != ds.fingerprint:
+        print(f"note: dataset '{ds.name}' has fingerprint {ds.fingerprint}, not the {expected} "
+              f"that configs/dataset/{ds.name}.yaml pins (the published records' data); records "
+              "made now will not join those leaderboard pages. A changed source file, recipe "
+              "or generator is the usual cause", file=sys.stderr)
+    return ds

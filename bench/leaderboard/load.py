@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from bench.adapters import CONFIG_DIR
 from bench.errors import BenchError
 from bench.evaluation.metrics import metric_columns
 from bench.records import SCHEMA, fingerprint, read_record, sidecar_path
@@ -73,6 +75,19 @@ class Page:
         return f"{self.dataset}-{self.protocol}"
 
     @property
+    def source_fingerprint(self) -> str:
+        """The data the page was measured on: its dataset fingerprint; for a cold page, that of
+        the dataset its view was cut from (what the warm pages' records name)."""
+        ds = self.runs[0].record["dataset"]
+        return (ds.get("cold_start") or {}).get("source_fingerprint") or ds["fingerprint"]
+
+    @property
+    def pinned_fingerprint(self) -> str | None:
+        """The fingerprint ``configs/dataset/<name>.yaml`` pins today: the data a new run of
+        this dataset is checked against (None when the config pins none or is gone)."""
+        return pinned_fingerprint(self.dataset)
+
+    @property
     def shown_groups(self) -> list[str]:
         """The groups worth a column: overall, and each group that is neither empty nor every
         user (under ``cold`` every target is a never-trained item, so item groups go)."""
@@ -96,9 +111,21 @@ def find_runs(records_dir: Path) -> list[Run]:
     return runs
 
 
+def pinned_fingerprint(dataset: str) -> str | None:
+    """``fingerprint`` of ``configs/dataset/<dataset>.yaml``, if it pins one."""
+    try:
+        cfg = yaml.safe_load((CONFIG_DIR / "dataset" / f"{dataset}.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    value = cfg.get("fingerprint") if isinstance(cfg, dict) else None
+    return str(value) if value else None
+
+
 def _setup(record: dict[str, Any], sections: tuple[str, ...] | None = None,
            drop: tuple[str, ...] = ()) -> str:
-    cfg = record["config"]
+    cfg = dict(record["config"])
+    if isinstance(cfg.get("dataset"), dict):  # the pin is a note, not a setting: the data's own
+        cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "fingerprint"}
     keys = sections if sections is not None else tuple(cfg)
     return fingerprint({k: cfg.get(k) for k in keys if k not in drop})
 

@@ -126,8 +126,20 @@ def header(page: Page) -> str:
                     f"`{data['fingerprint']}`"],
         ["protocol fingerprint", f"`{proto['fingerprint']}`"],
         ["records", f"{len(page.runs)} (code commits {_commits(page)})"],
+        *([["⚠ stale data", _stale_note(page)]] if _stale_note(page) else []),
     ]
     return _table(rows, ["protocol", ""])
+
+
+def _stale_note(page: Page) -> str:
+    """Why a page's records cannot be reproduced as they stand: their data is not what the
+    dataset's config builds today (a changed generator, recipe or source copy since)."""
+    pinned = page.pinned_fingerprint
+    if pinned is None or page.source_fingerprint == pinned:
+        return ""
+    return (f"these records were measured on data `{page.source_fingerprint}`; "
+            f"`configs/dataset/{page.dataset}.yaml` now pins `{pinned}`, so new runs will not "
+            "join this page: rerun its records to bring it up to date")
 
 
 # ---------------------------------------------------------------------------------- tables

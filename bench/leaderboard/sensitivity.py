@@ -135,15 +135,8 @@ def _side(page: Page, backbone: str, group: str) -> tuple[dict, dict]:
     return _scores(page, backbone, group), _users(page, backbone, group)
 
 
-def source_data(page: Page) -> str:
-    """The data a page was measured on: its dataset fingerprint; for a cold page, that of the
-    dataset its view was cut from (what the warm pages' records name)."""
-    ds = page.runs[0].record["dataset"]
-    return (ds.get("cold_start") or {}).get("source_fingerprint") or ds["fingerprint"]
-
-
 def _same_data(a: Page | None, b: Page | None) -> bool:
-    return a is not None and b is not None and source_data(a) == source_data(b)
+    return a is not None and b is not None and a.source_fingerprint == b.source_fingerprint
 
 
 def not_compared(pages: list[Page]) -> list[str]:
@@ -158,8 +151,8 @@ def not_compared(pages: list[Page]) -> list[str]:
             if a is not None and b is not None and not _same_data(a, b):
                 out.append(f"{dataset}: `{a.protocol}` vs `{b.protocol}` not compared: their "
                            f"records come from different data (dataset fingerprint "
-                           f"`{source_data(a)}` vs `{source_data(b)}`); rerun one protocol's "
-                           "records on the other's data")
+                           f"`{a.source_fingerprint}` vs `{b.source_fingerprint}`); rerun one "
+                           "protocol's records on the other's data")
     return out
 
 
