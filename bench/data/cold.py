@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.data.prepared import PreparedDataset, builder_digest, load_prepared, write_prepared
+from bench.data.prepared import (PreparedDataset, built_by_current_code, load_prepared,
+                                 write_prepared)
 from bench.errors import BenchError
 
 MIN_USER_LEN = 3  # leave-one-out: a training, a validation and a test item
@@ -75,7 +76,7 @@ def cold_view(prepared: PreparedDataset, protocol: dict[str, Any],
     if (out_dir / "meta.json").exists():
         view = load_prepared(out_dir)
         if (view.meta["source"].get("cold_start", {}).get("source_fingerprint")
-                == prepared.fingerprint and view.meta["source"].get("builder") == builder_digest()):
+                == prepared.fingerprint and built_by_current_code(view)):
             return view
     cold = cold_item_set(prepared.items["item"], fraction, seed)
     inter, counts = hold_out(prepared.interactions, cold)
@@ -87,7 +88,7 @@ def cold_view(prepared: PreparedDataset, protocol: dict[str, Any],
         "source_fingerprint": prepared.fingerprint, "fraction": fraction, "seed": seed,
         "n_cold_items": len(cold), **counts, "items": sorted(cold)},
         # item text is the source's byte for byte: text caches stay keyed on the source
-        "text_fingerprint": prepared.text_fingerprint, "builder": builder_digest()}
+        "text_fingerprint": prepared.text_fingerprint}
     view = write_prepared(out_dir, prepared.name, inter, prepared.items, source)
     if view.meta["sha256"]["items.tsv"] != prepared.meta["sha256"]["items.tsv"]:
         raise BenchError(f"the cold view of '{prepared.name}' changed the item table; delete "

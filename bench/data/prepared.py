@@ -5,7 +5,8 @@ A prepared dataset is a directory with three files:
 * ``interactions.tsv``: ``user  item  ts`` (ts = an integer that orders each user's events;
   a position when the source has no timestamps), sorted by user, then ts;
 * ``items.tsv``: ``item`` plus named text fields (title, brand, categories, ...), one row per item;
-* ``meta.json``: name, text fields, source, per-file sha256 and the dataset fingerprint.
+* ``meta.json``: name, text fields, source, per-file sha256, the dataset fingerprint and the
+  digest of the code that built it (``builder_digest``; an older copy is rebuilt).
 
 The fingerprint hashes the two TSV files as written. They are written canonically (sorted rows,
 UTF-8, ``\\n`` line ends, tabs and newlines removed from text), so the same data gives the same
@@ -96,6 +97,11 @@ def builder_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def built_by_current_code(ds: PreparedDataset) -> bool:
+    """Whether a cached copy was written by today's builder code (else it is rebuilt)."""
+    return ds.meta.get("builder") == builder_digest()
+
+
 def _fingerprint(inter_sha: str, items_sha: str) -> str:
     return hashlib.sha256(f"v{FORMAT_VERSION}:{inter_sha}:{items_sha}".encode()).hexdigest()[:16]
 
@@ -125,7 +131,8 @@ def write_prepared(out_dir: Path, name: str, interactions: pd.DataFrame, items: 
                 "text_fields": [c for c in items.columns if c != "item"],
                 "n_users": int(inter["user"].nunique()), "n_items": int(inter["item"].nunique()),
                 "n_interactions": int(len(inter)), "source": source, "sha256": shas,
-                "fingerprint": _fingerprint(shas[INTER_FILE], shas[ITEMS_FILE])}
+                "fingerprint": _fingerprint(shas[INTER_FILE], shas[ITEMS_FILE]),
+                "builder": builder_digest()}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if _holds(out_dir, meta):  # a concurrent job wrote the same data first
             shutil.rmtree(tmp, ignore_errors=True)
@@ -149,7 +156,7 @@ def _holds(out_dir: Path, meta: dict[str, Any]) -> bool:
     on every later call)."""
     try:
         held = json.loads((out_dir / META_FILE).read_text())
-        return (held["fingerprint"] == meta["fingerprint"]
+        return (held["fingerprint"] == meta["fingerprint"] and held.get("builder") == meta["builder"]
                 and held["source"] == json.loads(json.dumps(meta["source"])))
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -28,8 +28,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from bench.data import raw
-from bench.data.prepared import (PreparedDataset, builder_digest, load_prepared, sha256_file,
-                                 write_prepared)
+from bench.data.prepared import (PreparedDataset, built_by_current_code, load_prepared,
+                                 sha256_file, write_prepared)
 from bench.data.readers import (read_item_json, read_llmesr_inter, read_pgpr_kg,
                                 read_recbole_item_file, read_user_sequences)
 from bench.data.synthetic import PRESETS, generate
@@ -154,13 +154,12 @@ def prepare(cfg: dict[str, Any], cache_dir: Path, force: bool = False) -> Prepar
     out_dir = Path(cache_dir) / "prepared" / name
     if out_dir.exists() and not force:
         ds = load_prepared(out_dir)  # a damaged copy is an error naming the fix, never used
-        if (ds.meta["source"].get("recipe") == recipe
-                and ds.meta["source"].get("builder") == builder_digest()):
+        if ds.meta["source"].get("recipe") == recipe and built_by_current_code(ds):
             return _check_expected(ds, cfg)
     inter, items, source = LOADERS[loader](cfg)
     inter, items, repairs = finalize(inter, items, cfg)
     return _check_expected(write_prepared(out_dir, name, inter, items, {
-        **source, "repairs": repairs, "recipe": recipe, "builder": builder_digest()}), cfg)
+        **source, "repairs": repairs, "recipe": recipe}), cfg)
 
 
 def _check_expected(ds: PreparedDataset, cfg: dict[str, Any]) -> PreparedDataset:
