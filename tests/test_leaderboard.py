@@ -244,6 +244,8 @@ def test_stale_data_is_flagged_and_the_pin_is_not_a_setting(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| ⚠ stale data"))
     assert (f"these records were measured on data `c74d18ea5aba9443`; "
             f"`configs/dataset/synthetic.yaml` now pins `{SYNTHETIC_FP}`") in row
+    index = (tmp_path / "boards" / "README.md").read_text()
+    assert f"`c74d18ea5aba9443` ⚠ stale (config pins `{SYNTHETIC_FP}`)" in index
 
 
 def test_training_settings_must_match_across_a_page(tmp_path):

@@ -131,6 +131,14 @@ def header(page: Page) -> str:
     return _table(rows, ["protocol", ""])
 
 
+def _data_cell(page: Page) -> str:
+    """The index's data column: the fingerprint the page was measured on, flagged when it is
+    not what the dataset's config pins today."""
+    cell = f"`{page.source_fingerprint}`"
+    return f"{cell} ⚠ stale (config pins `{page.pinned_fingerprint}`)" if _stale_note(page) \
+        else cell
+
+
 def _stale_note(page: Page) -> str:
     """Why a page's records cannot be reproduced as they stand: their data is not what the
     dataset's config builds today (a changed generator, recipe or source copy since)."""
@@ -365,8 +373,10 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
 def index_markdown(pages: list[Page], files: dict[str, str], records: str,
                    efficiency: str | None = None, sensitivity: str | None = None) -> str:
     rows = [[f"[{p.dataset}]({files[p.slug]})", p.protocol, str(len(p.rows)),
-             str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows}))] for p in pages]
-    table = _table(rows, ["dataset", "protocol", "rows", "records", "methods"]) if rows else \
+             str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows})), _data_cell(p)]
+            for p in pages]
+    table = _table(rows, ["dataset", "protocol", "rows", "records", "methods", "data"]) if rows \
+        else \
         "No records yet: run `python -m bench run ...` with `paths.runs=leaderboards/records`."
     return "\n\n".join([
         MARKER, "# Leaderboards",
