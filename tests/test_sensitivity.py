@@ -158,8 +158,9 @@ def test_tail_items_are_set_beside_cold_items_when_a_cold_page_exists(tmp_path):
 
 
 def test_pages_measured_on_different_data_are_not_ranked_against_each_other(tmp_path, capsys):
-    """The synthetic generator once gave another dataset on another CPU: full vs paper across
-    two datasets would blame the protocol for the data. Head vs tail within a page still holds."""
+    """Records on other data (once: synthetic records from a stale copy of the first
+    generator's data): full vs paper across two datasets would blame the protocol for the
+    data. Head vs tail within a page still holds."""
     root = _write(tmp_path / "records")
     for path in (root / "synthetic" / "paper").rglob("seed-*.json"):
         _rewrite(path, **{"dataset.fingerprint": "ffffffffffffffff"})
@@ -173,3 +174,17 @@ def test_pages_measured_on_different_data_are_not_ranked_against_each_other(tmp_
     text = (out / "sensitivity.md").read_text()
     assert "**Not compared.** synthetic: `full` vs `paper` not compared" in text
     assert "ffffffffffffffff" in text and "### synthetic / sasrec: full vs paper" not in text
+
+
+def test_a_comparison_needs_two_methods_ranked_on_both_sides(tmp_path):
+    """A cold page with only the ID baseline shares one method with the full page: no order to
+    compare, so no section (it showed a one-row table and an empty tau)."""
+    root = _write(tmp_path / "records", protocols=("full",))
+    users = _users().assign(head_item=False)
+    write_run(root / "synthetic" / "cold" / "id" / "sasrec" / "seed-0.json",
+              _cold(_record("id", "sasrec", 0)), users.assign(rank=np.arange(len(users)) + 1))
+    assert compare(load_pages(root)) == []
+    write_run(root / "synthetic" / "cold" / "pad" / "sasrec" / "seed-0.json",
+              _cold(_record("pad", "sasrec", 0)), users.assign(rank=np.arange(len(users)) + 2))
+    (c,) = compare(load_pages(root))
+    assert c.methods == ["id", "pad"] and (c.a, c.b) == ("tail items (full)", "cold items (cold)")

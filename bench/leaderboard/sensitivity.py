@@ -159,7 +159,8 @@ def not_compared(pages: list[Page]) -> list[str]:
 def compare(pages: list[Page]) -> list[RankComparison]:
     """Every (dataset, backbone): full vs paper (overall, head items, tail items), head vs tail
     per protocol, and, where a ``cold`` page exists, tail items under each warm protocol vs cold
-    items. Pages measured on different data are not set side by side (``not_compared``)."""
+    items. Pages measured on different data are not set side by side (``not_compared``), and
+    a comparison needs two methods both sides ranked."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
@@ -185,7 +186,7 @@ def compare(pages: list[Page]) -> list[RankComparison]:
                 out.append(_comparison(dataset, backbone, (f"tail items ({name})", page,
                                                            "tail_item"),
                                        ("cold items (cold)", cold, "overall")))
-    return out
+    return [c for c in out if len(c.methods) >= 2]  # one shared method has no order to compare
 
 
 def _shared_backbones(a: Page, b: Page) -> list[str]:
