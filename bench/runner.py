@@ -26,7 +26,7 @@ from bench.checkpoint import EpochCheckpoint, checkpoint_path
 from bench.compat import recbole_config
 from bench.data.cold import cold_items, cold_view, is_cold
 from bench.data.prepared import PreparedDataset, export_recbole, recbole_item_file
-from bench.data.sources import prepare
+from bench.data.sources import prepare, unpinned
 from bench.efficiency import PeakMemory, inference_profile
 from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
@@ -69,6 +69,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def resume_identity(cfg: dict[str, Any], dataset_fingerprint: str) -> str:
+    """What a resume checkpoint must match to be continued: the run's settings and data (not
+    paths, progress bars, or the dataset config's fingerprint pin, which is a note)."""
+    settings = {s: cfg.get(s) for s in _IDENTITY + ("encoder",)}
+    return fingerprint({"config": {**settings, "dataset": unpinned(cfg["dataset"])},
+                        "dataset": dataset_fingerprint})
 
 
 def protocol_fingerprint(protocol: dict[str, Any], dataset_cfg: dict[str, Any]) -> str:
@@ -180,9 +188,8 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     data_path = export_recbole(prepared, cache / "recbole")
     resume = None
     if cfg.get("resume", True):
-        identity = fingerprint({"config": {s: cfg.get(s) for s in _IDENTITY + ("encoder",)},
-                                "dataset": prepared.fingerprint})
-        resume = EpochCheckpoint(checkpoint_path(record_path), identity)
+        resume = EpochCheckpoint(checkpoint_path(record_path),
+                                 resume_identity(cfg, prepared.fingerprint))
     with adapter.run_lock(cfg, prepared):
         art = train_and_test(cfg, adapter, prepared, data_path, device, resume=resume)
     write_run(record_path, art.record, art.per_user)

@@ -11,6 +11,7 @@ from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.trainer import Trainer
 
 from bench.config import compose
+from bench.data.sources import unpinned
 from bench.errors import BenchError
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import rank_targets
@@ -200,3 +201,18 @@ def test_records_spell_data_files_relative_to_the_data_folder():
                               "text_fields": ["title"]}
     assert out["encoder"] == {"path": "/models/llama"}  # a user's model stays where it is named
     assert portable_config({**cfg, "x": "/mnt/x/data/cache/f"})["x"] == "${paths.cache}/f"
+
+
+def test_the_fingerprint_pin_does_not_make_a_resume_checkpoint_stale(tmp_path):
+    """Checkpoints of runs killed before configs pinned their data must still resume; a real
+    setting of the dataset still makes them stale."""
+    from bench.runner import resume_identity
+
+    cfg = compose(tiny_overrides(tmp_path))
+    before = resume_identity({**cfg, "dataset": unpinned(cfg["dataset"])}, "abc")
+    assert resume_identity(cfg, "abc") == before
+    assert resume_identity({**cfg, "dataset": {**cfg["dataset"], "fingerprint": "x"}},
+                           "abc") == before
+    assert resume_identity({**cfg, "dataset": {**cfg["dataset"], "min_user_len": 4}},
+                           "abc") != before
+    assert resume_identity(cfg, "abd") != before

@@ -162,6 +162,15 @@ def prepare(cfg: dict[str, Any], cache_dir: Path, force: bool = False) -> Prepar
         **source, "repairs": repairs, "recipe": recipe}), cfg)
 
 
+def unpinned(dataset_cfg: Any) -> Any:
+    """A dataset config without its ``fingerprint`` pin: the pin says which data the published
+    records used; it is not a setting, so it must not split a leaderboard page or make a
+    killed run's resume checkpoint look stale."""
+    if not isinstance(dataset_cfg, dict):
+        return dataset_cfg
+    return {k: v for k, v in dataset_cfg.items() if k != "fingerprint"}
+
+
 def _check_expected(ds: PreparedDataset, cfg: dict[str, Any]) -> PreparedDataset:
     """Say so when the data differs from the fingerprint the config pins (``fingerprint``: the
     data the published records were measured on). Not an error: a user's own copy may differ

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from bench.adapters import CONFIG_DIR
+from bench.data.sources import unpinned
 from bench.errors import BenchError
 from bench.evaluation.metrics import metric_columns
 from bench.records import SCHEMA, fingerprint, read_record, sidecar_path
@@ -123,9 +124,7 @@ def pinned_fingerprint(dataset: str) -> str | None:
 
 def _setup(record: dict[str, Any], sections: tuple[str, ...] | None = None,
            drop: tuple[str, ...] = ()) -> str:
-    cfg = dict(record["config"])
-    if isinstance(cfg.get("dataset"), dict):  # the pin is a note, not a setting: the data's own
-        cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "fingerprint"}
+    cfg = {**record["config"], "dataset": unpinned(record["config"].get("dataset"))}
     keys = sections if sections is not None else tuple(cfg)
     return fingerprint({k: cfg.get(k) for k in keys if k not in drop})
 
