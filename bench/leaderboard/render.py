@@ -375,8 +375,8 @@ def index_markdown(pages: list[Page], files: dict[str, str], records: str,
     rows = [[f"[{p.dataset}]({files[p.slug]})", p.protocol, str(len(p.rows)),
              str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows})), _data_cell(p)]
             for p in pages]
-    table = _table(rows, ["dataset", "protocol", "rows", "records", "methods", "data"]) if rows \
-        else \
+    columns = ["dataset", "protocol", "rows", "records", "methods", "data"]
+    table = _table(rows, columns) if rows else \
         "No records yet: run `python -m bench run ...` with `paths.runs=leaderboards/records`."
     return "\n\n".join([
         MARKER, "# Leaderboards",
