@@ -344,3 +344,19 @@ def test_device_slugs_name_one_folder_per_device_kind():
 
     assert device_slug("cuda: NVIDIA H200") == "cuda-nvidia-h200"
     assert device_slug("cpu: Intel(R) Xeon(R) Processor (2 threads)") == "cpu"
+
+
+def test_a_group_empty_on_this_data_is_named_not_silently_dropped(tmp_path):
+    """The papers' Beauty threshold (popularity < 4) finds no tail item in a 5-core copy: the
+    page drops the item-group columns and its header says why, with the n."""
+    users = _users().assign(head_item=True)
+    for method in ("id", "llmemb"):
+        write_run(tmp_path / "records" / "synthetic" / "full" / method / "sasrec" / "seed-0.json",
+                  _record(method, "sasrec", 0), users.assign(rank=_ranks(method, 0, users[
+                      "head_item"].to_numpy())))
+    build(tmp_path / "records", tmp_path / "boards")
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    groups = next(line for line in page.splitlines() if line.startswith("| groups"))
+    assert (f"Not shown, one-sided on this data: head items n = {N_USERS:,} of {N_USERS:,}; "
+            f"tail items n = 0 of {N_USERS:,}") in groups
+    assert "tail items (n=" not in page

@@ -57,6 +57,19 @@ def _describe_groups(proto: dict[str, Any], thresholds: dict[str, Any] | None) -
             f"length < {thresholds['user']} (the papers' thresholds)")
 
 
+def _hidden_groups(page: Page) -> str:
+    """Why a warm page lacks a group's columns: on this data every test case falls on one side
+    (the papers' Beauty threshold, popularity < 4, finds no tail item in a 5-core copy). The
+    cold page explains its own in the split row."""
+    if page.runs[0].record["dataset"].get("cold_start"):
+        return ""
+    n = len(page.users)
+    hidden = [f"{LABELS[g]} n = {int(page.groups[g].sum()):,} of {n:,}"
+              for g in ("head_item", "tail_item", "short_user", "long_user")
+              if g not in page.shown_groups]
+    return (f". Not shown, one-sided on this data: {'; '.join(hidden)}") if hidden else ""
+
+
 def _describe_split(data: dict[str, Any]) -> str:
     loo = "leave-one-out: last item = test, second-to-last = validation, rest = training"
     cold = data.get("cold_start")
@@ -110,7 +123,7 @@ def header(page: Page) -> str:
         ["candidates", _describe_candidates(proto)],
         *([["random ranking", _random_reference(data["n_items"])]] if data.get("cold_start")
           else []),
-        ["groups", _describe_groups(proto, data.get("paper_thresholds"))],
+        ["groups", _describe_groups(proto, data.get("paper_thresholds")) + _hidden_groups(page)],
         ["loss", f"{proto['loss']} (the protocol's; methods add their own terms, see records' "
                  "`method_info`)"],
         ["max sequence length", str(proto["max_seq_length"])],
