@@ -45,8 +45,9 @@ def malloc_state() -> str:
 
 def numeric_platform() -> dict[str, str]:
     """What floating-point results can depend on besides the packages: the C library (libm)
-    and the SIMD targets numpy dispatches to on this CPU. The synthetic generator gave another
-    dataset on another machine with the same packages; records carry these to tell why."""
+    and the SIMD targets numpy dispatches to on this CPU, so two records that differ can be
+    told apart by their platform. (Added when synthetic records differed across machines; that
+    turned out to be a stale prepared copy, now keyed on the builder code, not the platform.)"""
     libc = " ".join(part for part in platform.libc_ver() if part) or "unknown"
     try:
         from numpy._core import _multiarray_umath as umath  # private, hence guarded
