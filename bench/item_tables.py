@@ -9,13 +9,31 @@ table (BERT4Rec's mask token) are learned vectors initialised N(0, 0.01²).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def linear_adapter(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+class LinearAdapter(nn.Sequential):
+    """Linear -> Linear with no activation between them, applied as the one affine map it is.
+
+    ``x W1ᵀ W2ᵀ + (W2 b1 + b2)`` equals the two layers in value and in every parameter's
+    gradient, but costs ``in·out`` per row instead of ``in·hidden + hidden·out``: 3.5× fewer
+    multiply-adds for MiniLM (384 -> 192 -> 64), 12.5× for the paper's 1536 -> 768 -> 64, and
+    the adapter runs over the whole item table at every training step. The parameters stay the
+    two layers (same names, initialisation and optimiser updates as the originals'), so the
+    model trains as the factorised one does, up to float rounding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = self
+        weight = second.weight @ first.weight  # (out, in)
+        return F.linear(x, weight, F.linear(first.bias, second.weight, second.bias))
+
+
+def linear_adapter(in_dim: int, hidden: int, out_dim: int) -> LinearAdapter:
     """Linear -> Linear, no activation (LLMEmb's and LLM-ESR's adapter), Xavier-normal weights
     as the originals initialise every >= 2-D parameter."""
-    adapter = nn.Sequential(nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim))
+    adapter = LinearAdapter(nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim))
     for layer in adapter:
         nn.init.xavier_normal_(layer.weight)
     return adapter
@@ -67,7 +85,8 @@ class TextItemTable(ServedTable, nn.Module):
         return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
 
     def _table(self) -> torch.Tensor:
-        table = self._adapt(torch.arange(self.n_llm_rows, device=self.llm.device))
+        rows = self.adapter(self.llm[1:])  # a view: the frozen table is not copied every step
+        table = torch.cat([rows.new_zeros(1, rows.size(1)), rows])  # row 0: padding, zero
         return table if self.extra is None else torch.cat([table, self.extra], dim=0)
 
     @property

@@ -1,6 +1,7 @@
 """LLMEmb: augmentation, SCFT loss and training, the RAT item table, caches, end to end."""
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import tiny_overrides
 
 from bench.config import compose
 from bench.encoders.models import load_language_model
+from bench.item_tables import linear_adapter
 from bench.records import read_record
 from bench.runner import execute
 from methods.llmemb.rat import (
@@ -135,6 +137,21 @@ def test_grouped_alignment_loss_equals_the_per_position_loss():
     g_full, = torch.autograd.grad(full, llm)
     g_grouped, = torch.autograd.grad(grouped, llm)
     assert torch.allclose(g_full, g_grouped, atol=1e-5)
+
+
+def test_linear_adapter_is_the_two_layers_in_value_and_gradient():
+    """The composed affine map must train exactly as Linear -> Linear would."""
+    torch.manual_seed(0)
+    adapter = linear_adapter(12, 6, 4)
+    stacked = torch.nn.Sequential(*copy.deepcopy(list(adapter)))  # the same layers, run in turn
+    x = torch.randn(30, 12)
+    out, ref = adapter(x), stacked(x)
+    assert torch.allclose(out, ref, atol=1e-6)
+    out.pow(2).sum().backward()
+    ref.pow(2).sum().backward()
+    for mine, theirs in zip(adapter.parameters(), stacked.parameters()):
+        assert torch.allclose(mine.grad, theirs.grad, atol=1e-5)
+    assert list(adapter.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
 
 
 def test_alignment_switch():
