@@ -30,6 +30,8 @@ from recbole.data.interaction import Interaction
 from recbole.model.sequential_recommender import BERT4Rec, GRU4Rec, SASRec
 
 TARGET_SEQ = "target_item_list"
+# sampled softmax: logits from one dense product up to this many items per negative (measured)
+DENSE_NEGATIVES = 64
 
 
 class Seq2SeqMixin:
@@ -173,13 +175,28 @@ class Seq2SeqMixin:
     def _sampled_softmax(self, interaction: Interaction, hidden: torch.Tensor, table: torch.Tensor,
                          targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """InfoNCE: the target against ``sampled_negatives`` uniform items per position; a
-        negative that is in the user's window is masked out."""
-        seen = self._window(interaction)[rows]
+        negative that is in the user's window is masked out.
+
+        Two shortcuts that give the same logits (up to float rounding). The window test reads
+        a (batch, items) membership table instead of comparing every negative with every
+        window item. On a catalogue of at most ``DENSE_NEGATIVES`` x k items the logits are
+        gathered from one (positions, items) product, which beats gathering positions x k item
+        vectors and scattering their gradients back: loss and backward for 3,840 positions,
+        k = 256, one CPU thread: 4,103 items 1,075 -> 311 ms; 12,102 items 1,164 -> 786 ms;
+        40,000 items the gather is faster (1,047 vs 2,299 ms), so it is kept there."""
+        window = self._window(interaction)
+        member = torch.zeros(window.size(0), max(table.size(0), int(window.max()) + 1),
+                             dtype=torch.bool, device=window.device)
+        member.scatter_(1, window, True)
         neg = self.random_items((rows.numel(), self.sampled_negatives), rows.device)
-        clash = (neg.unsqueeze(-1) == seen.unsqueeze(1)).any(-1)
-        pos = (hidden * table[targets]).sum(-1, keepdim=True)
-        negs = torch.einsum("pd,pkd->pk", hidden, table[neg]).masked_fill(clash, float("-inf"))
-        logits = torch.cat([pos, negs], dim=1)
+        clash = member[rows.unsqueeze(1), neg]
+        if table.size(0) <= DENSE_NEGATIVES * self.sampled_negatives:
+            scores = hidden @ table.T
+            pos, negs = scores.gather(1, targets.unsqueeze(1)), scores.gather(1, neg)
+        else:
+            pos = (hidden * table[targets]).sum(-1, keepdim=True)
+            negs = torch.einsum("pd,pkd->pk", hidden, table[neg])
+        logits = torch.cat([pos, negs.masked_fill(clash, float("-inf"))], dim=1)
         return self._reduce(F.cross_entropy(logits, torch.zeros_like(targets), reduction="none"))
 
     def _window(self, interaction: Interaction) -> torch.Tensor:

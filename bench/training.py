@@ -21,6 +21,7 @@ from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 
 from bench.backbones import TARGET_SEQ
+from bench.item_tables import one_table_per_step
 
 
 def training_windows(split) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -130,8 +131,14 @@ class BenchTrainer(Trainer):
         return super()._build_optimizer(**kwargs)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss_func = loss_func or self.model.calculate_loss
+
+        def step_loss(interaction):  # text item tables map their items once per step
+            with one_table_per_step(self.model):
+                return loss_func(interaction)
+
         start = time.perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        loss = super()._train_epoch(train_data, epoch_idx, step_loss, show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss
 

@@ -106,3 +106,55 @@ def test_served_item_table_is_reused_until_a_parameter_changes():
         assert torch.equal(table.weight, table._table()) and not torch.equal(table.weight,
                                                                              after_step)
     assert table.weight.requires_grad  # with grad enabled it is always recomputed
+
+
+class _Softmax:
+    """The pieces of a backbone that its sampled softmax reads."""
+
+    from bench.backbones import Seq2SeqMixin as _M
+
+    ITEM_SEQ = "item_id_list"
+    _window, _reduce, random_items = _M._window, _M._reduce, _M.random_items
+    sampled_softmax = _M._sampled_softmax
+
+    def __init__(self, n_items: int, k: int):
+        self.n_items, self.sampled_negatives = n_items, k
+        self.negative_pool = self.position_norm = None
+
+
+def _brute_force_infonce(model, interaction, hidden, table, targets, rows):
+    """The definition: every negative compared with every item of the user's window."""
+    seen = model._window(interaction)[rows]
+    neg = model.random_items((rows.numel(), model.sampled_negatives), rows.device)
+    clash = (neg.unsqueeze(-1) == seen.unsqueeze(1)).any(-1)
+    pos = (hidden * table[targets]).sum(-1, keepdim=True)
+    negs = torch.einsum("pd,pkd->pk", hidden, table[neg]).masked_fill(clash, float("-inf"))
+    logits = torch.cat([pos, negs], dim=1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros_like(targets))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_sampled_softmax_equals_its_definition(monkeypatch, dense):
+    from recbole.data.interaction import Interaction
+
+    import bench.backbones as backbones
+
+    monkeypatch.setattr(backbones, "DENSE_NEGATIVES", 10 ** 6 if dense else 0)
+    model = _Softmax(n_items=40, k=16)  # few items: many negatives fall in the window
+    gen = torch.Generator().manual_seed(0)
+    seq = torch.randint(1, 40, (4, 6), generator=gen)
+    seq[0, 4:] = 0
+    batch = Interaction({"item_id_list": seq[:, :-1], backbones.TARGET_SEQ: seq[:, 1:]})
+    rows = torch.tensor([0, 0, 1, 2, 3, 3])
+    targets = seq[rows, 2]
+    hidden0, table0 = torch.randn(6, 8, generator=gen), torch.randn(40, 8, generator=gen)
+    results = []
+    for loss_fn in (model.sampled_softmax, lambda *a: _brute_force_infonce(model, *a)):
+        hidden, table = hidden0.clone().requires_grad_(), table0.clone().requires_grad_()
+        torch.manual_seed(1)  # the same negatives for both
+        loss = loss_fn(batch, hidden, table, targets, rows)
+        loss.backward()
+        results.append((loss.detach(), hidden.grad, table.grad))
+    (loss, g_h, g_t), (ref, r_h, r_t) = results
+    assert torch.isfinite(ref) and torch.allclose(loss, ref, atol=1e-6)
+    assert torch.allclose(g_h, r_h, atol=1e-6) and torch.allclose(g_t, r_t, atol=1e-6)

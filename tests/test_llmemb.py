@@ -189,3 +189,31 @@ def test_ablation_variants_are_named_methods(tmp_path, tiny_llama_dir):
     assert "teacher" not in rec["efficiency"]["one_off"] and rec["config"]["method"]["scft"] is False
     noalign = compose(["method=llmemb-noalign"])["method"]
     assert noalign["adapter"] == "llmemb" and noalign["align"] is False and noalign["scft"] is True
+
+
+def test_one_table_per_step_gives_the_same_loss_and_gradients():
+    """Lookups served from the step's one table must equal the adapter run per lookup."""
+    from bench.item_tables import TextItemTable, mlp_adapter, one_table_per_step
+
+    torch.manual_seed(0)
+    llm, teacher = torch.randn(9, 12), torch.randn(9, 4)
+    tables = [AdaptedItemTable(llm, out_dim=4, hidden=6, extra_rows=1, teacher=teacher,
+                               alpha=0.5),
+              TextItemTable(llm, mlp_adapter(12, 16, 4), 4, extra_rows=1)]
+    model = torch.nn.ModuleList(tables)
+    ids = torch.tensor([[0, 1, 2, 9], [3, 3, 8, 0]])  # padding, a repeat, the extra row
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = sum((t(ids) @ t.weight.T).logsumexp(-1).sum() for t in tables)
+        loss = loss + tables[0].auxiliary_loss(torch.tensor([1, 2, 2, 8]))
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    plain, plain_grads = loss_and_grads()
+    with one_table_per_step(model):
+        shared, shared_grads = loss_and_grads()
+        assert tables[1]._step_table is not None
+    assert tables[1]._step_table is None and not tables[1]._in_step  # nothing kept after
+    assert torch.allclose(plain, shared, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_grads, shared_grads))
