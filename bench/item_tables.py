@@ -78,8 +78,8 @@ class TextItemTable(ServedTable, nn.Module):
     the step (inputs, scoring table, auxiliary losses) reads rows of that table: the loss
     needs the whole table anyway, and mapping a batch's padded inputs again cost as much as
     the table itself on small catalogues (AlphaRec's MLP on synthetic: 128 x 50 inputs
-    against 4,102 items). The mapping must then be deterministic (no dropout), as the
-    suite's adapters are."""
+    against 4,102 items). A mapping with dropout is left out: one mask per item per step
+    would not be the per-lookup dropout it trains with."""
 
     def __init__(self, llm_table: torch.Tensor, mapping: nn.Module, out_dim: int,
                  extra_rows: int = 0):
@@ -133,7 +133,8 @@ class TextItemTable(ServedTable, nn.Module):
 def one_table_per_step(model: nn.Module) -> Iterator[None]:
     """Within the block (one training step's loss), each ``TextItemTable`` of ``model`` maps
     its items once and serves every lookup from that table; outside it, nothing is kept."""
-    tables = [m for m in model.modules() if isinstance(m, TextItemTable)]
+    tables = [m for m in model.modules() if isinstance(m, TextItemTable)
+              and not any(isinstance(x, nn.Dropout) and x.p > 0 for x in m.adapter.modules())]
     for table in tables:
         table._in_step, table._step_table = True, None
     try:

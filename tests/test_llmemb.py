@@ -217,3 +217,8 @@ def test_one_table_per_step_gives_the_same_loss_and_gradients():
     assert tables[1]._step_table is None and not tables[1]._in_step  # nothing kept after
     assert torch.allclose(plain, shared, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain_grads, shared_grads))
+    with_dropout = TextItemTable(llm, torch.nn.Sequential(torch.nn.Dropout(0.1),
+                                                          torch.nn.Linear(12, 4)), 4)
+    with one_table_per_step(with_dropout):
+        with_dropout(ids[:, :3])
+        assert with_dropout._step_table is None  # per-lookup dropout is kept
