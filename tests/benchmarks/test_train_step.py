@@ -18,6 +18,7 @@ def test_train_step(benchmark, bench_dir, method):
     from bench.config import compose
     from bench.data.prepared import export_recbole
     from bench.data.sources import prepare
+    from bench.item_tables import one_table_per_step
     from bench.runner import build_setup, resolve_device, run_key
     from bench.training import BenchTrainer
 
@@ -35,9 +36,10 @@ def test_train_step(benchmark, bench_dir, method):
         batch = next(iter(setup.loader)).to(device)
         model.train()
 
-        def step() -> None:
+        def step() -> None:  # as BenchTrainer runs it
             optimizer.zero_grad()
-            loss = model.calculate_loss(batch)
+            with one_table_per_step(model):
+                loss = model.calculate_loss(batch)
             loss = sum(loss) if isinstance(loss, tuple) else loss
             loss.backward()
             optimizer.step()
