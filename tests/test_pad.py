@@ -54,6 +54,31 @@ def test_initial_gates_lean_on_id_for_popular_and_on_text_for_rare_items():
 
 
 @pytest.mark.slow
+def test_gated_scores_are_the_gate_weighted_sum_of_expert_scores():
+    from methods.pad.model import GatedExpertsMixin
+
+    class Gated(GatedExpertsMixin):
+        def __init__(self, tables, bins):
+            self.tables, self.item_bin = tables, bins
+            self.gate = torch.nn.Parameter(initial_gate_logits(4) + torch.randn(3, 5))
+
+        def _tables(self):
+            return self.tables
+
+    torch.manual_seed(0)
+    n, d, p = 12, 5, 7
+    model = Gated([torch.randn(n, d) for _ in range(3)], torch.randint(0, 5, (n,)))
+    hiddens = [torch.randn(p, d) for _ in range(3)]
+    w = model.gate_weights()
+    expected = sum((h @ t.T) * w[k][model.item_bin]
+                   for k, (h, t) in enumerate(zip(hiddens, model.tables)))
+    assert torch.allclose(model.gated_scores(hiddens), expected, atol=1e-5)
+    items = torch.randint(0, n, (p, 2))
+    assert torch.allclose(model.gated_scores(hiddens, items), expected.gather(1, items), atol=1e-5)
+    model.gated_scores(hiddens).sum().backward()
+    assert model.gate.grad is not None and model.gate.grad.abs().sum() > 0  # the gates learn
+
+
 def test_pad_trains_three_phases_caches_them_and_reports_gates(tmp_path):
     from bench.runner import execute
 
