@@ -142,7 +142,7 @@ class GatedExpertsMixin:
         sum_k w_k(bin(i)) (u_k . v_k(i)) is computed as one product of the concatenated user
         vectors [u_1, u_2, u_3] with the concatenated gate-scaled item vectors
         [w_1 v_1(i), w_2 v_2(i), w_3 v_3(i)]: the same sum, without three (P, n_items) score
-        matrices scaled and added element by element (half of a synthetic step's time)."""
+        matrices scaled and added element by element (a quarter of a synthetic phase-3 step)."""
         user = torch.cat(hiddens, dim=-1)
         table = self.gated_table()
         if items is None:
