@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.backbones import Seq2SeqMixin
 from bench.config import compose
 from bench.graph_backbone import normalized_adjacency
 from bench.records import read_record
@@ -111,11 +112,9 @@ def test_served_item_table_is_reused_until_a_parameter_changes():
 class _Softmax:
     """The pieces of a backbone that its sampled softmax reads."""
 
-    from bench.backbones import Seq2SeqMixin as _M
-
     ITEM_SEQ = "item_id_list"
-    _window, _reduce, random_items = _M._window, _M._reduce, _M.random_items
-    sampled_softmax = _M._sampled_softmax
+    _window, _reduce = Seq2SeqMixin._window, Seq2SeqMixin._reduce
+    random_items, sampled_softmax = Seq2SeqMixin.random_items, Seq2SeqMixin._sampled_softmax
 
     def __init__(self, n_items: int, k: int):
         self.n_items, self.sampled_negatives = n_items, k
@@ -137,7 +136,7 @@ def _brute_force_infonce(model, interaction, hidden, table, targets, rows):
 def test_sampled_softmax_equals_its_definition(monkeypatch, dense):
     from recbole.data.interaction import Interaction
 
-    import bench.backbones as backbones
+    from bench import backbones
 
     monkeypatch.setattr(backbones, "DENSE_NEGATIVES", 10 ** 6 if dense else 0)
     model = _Softmax(n_items=40, k=16)  # few items: many negatives fall in the window
