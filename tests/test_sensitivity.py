@@ -9,7 +9,7 @@ from test_leaderboard import _record, _rewrite, _users
 from bench.cli import main
 from bench.leaderboard import build
 from bench.leaderboard.load import load_pages
-from bench.leaderboard.sensitivity import RankComparison, compare
+from bench.leaderboard.sensitivity import RankComparison, compare, not_compared
 from bench.leaderboard.stats import sign_flip_p
 from bench.records import write_run
 
@@ -184,6 +184,9 @@ def test_a_comparison_needs_two_methods_ranked_on_both_sides(tmp_path):
     write_run(root / "synthetic" / "cold" / "id" / "sasrec" / "seed-0.json",
               _cold(_record("id", "sasrec", 0)), users.assign(rank=np.arange(len(users)) + 1))
     assert compare(load_pages(root)) == []
+    (line,) = not_compared(load_pages(root))  # said on the page, not silently dropped
+    assert line.startswith("synthetic / sasrec: not compared for want of two methods")
+    assert "tail items (full) vs cold items (cold) (id)" in line
     write_run(root / "synthetic" / "cold" / "pad" / "sasrec" / "seed-0.json",
               _cold(_record("pad", "sasrec", 0)), users.assign(rank=np.arange(len(users)) + 2))
     (c,) = compare(load_pages(root))

@@ -140,9 +140,10 @@ def _same_data(a: Page | None, b: Page | None) -> bool:
 
 
 def not_compared(pages: list[Page]) -> list[str]:
-    """Page pairs ``compare`` leaves out because their records come from different data (a
-    dataset regenerated or re-prepared between runs): a ranking change between them could be
-    the data's, not the protocol's."""
+    """What ``compare`` leaves out, and why: page pairs whose records come from different data
+    (a dataset regenerated or re-prepared between runs: a ranking change between them could be
+    the data's, not the protocol's), and comparisons with fewer than two methods ranked on both
+    sides (named, so a dataset with too few runs does not vanish from the page unexplained)."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
@@ -153,14 +154,27 @@ def not_compared(pages: list[Page]) -> list[str]:
                            f"records come from different data (dataset fingerprint "
                            f"`{a.source_fingerprint}` vs `{b.source_fingerprint}`); rerun one "
                            "protocol's records on the other's data")
+    thin: dict[tuple[str, str], list[str]] = {}
+    for c in _comparisons(pages):
+        if len(c.methods) < 2:
+            thin.setdefault((c.dataset, c.backbone), []).append(
+                f"{c.a} vs {c.b} ({', '.join(c.methods) or 'none'})")
+    for (dataset, backbone), items in sorted(thin.items()):
+        out.append(f"{dataset} / {backbone}: not compared for want of two methods ranked on both "
+                   f"sides (those ranked on both in brackets): {'; '.join(items)}")
     return out
 
 
 def compare(pages: list[Page]) -> list[RankComparison]:
     """Every (dataset, backbone): full vs paper (overall, head items, tail items), head vs tail
     per protocol, and, where a ``cold`` page exists, tail items under each warm protocol vs cold
-    items. Pages measured on different data are not set side by side (``not_compared``), and
-    a comparison needs two methods both sides ranked."""
+    items. Pages measured on different data are not set side by side, and a comparison needs
+    two methods ranked on both sides (``not_compared`` names what is left out)."""
+    return [c for c in _comparisons(pages) if len(c.methods) >= 2]
+
+
+def _comparisons(pages: list[Page]) -> list[RankComparison]:
+    """``compare``'s candidates, before the two-method rule."""
     by_key = {(p.dataset, p.protocol): p for p in pages}
     out = []
     for dataset in sorted({p.dataset for p in pages}):
@@ -186,7 +200,7 @@ def compare(pages: list[Page]) -> list[RankComparison]:
                 out.append(_comparison(dataset, backbone, (f"tail items ({name})", page,
                                                            "tail_item"),
                                        ("cold items (cold)", cold, "overall")))
-    return [c for c in out if len(c.methods) >= 2]  # one shared method has no order to compare
+    return out
 
 
 def _shared_backbones(a: Page, b: Page) -> list[str]:
