@@ -207,6 +207,31 @@ def test_page_content_follows_the_records(tmp_path):
     assert float(tail[4]) > 0 and tail[8] == "<0.0001" and float(tail[9]) < 0.001
 
 
+def test_learned_tables_are_averaged_over_seeds_in_their_own_section(tmp_path):
+    records = write_records(tmp_path / "records")
+    for seed, w in ((0, [0.2, 0.6]), (1, [0.4, 0.8]), (2, [0.3, 0.7])):
+        _rewrite(records / "synthetic" / "full" / "llmemb" / "sasrec" / f"seed-{seed}.json",
+                 method_info={"gates": {"bin": [1, 2], "items": [5, 9], "text": w},
+                              "mmd": {"weight": 0.2}})
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    section = page.split("## What the trained models learned")[1].split("\n## ")[0]
+    assert "llmemb / sasrec · `gates` (mean over seeds 0, 1, 2)" in section
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")]
+            for ln in section.splitlines() if ln.startswith("|")]
+    assert rows[0] == ["bin", "items", "text"]
+    assert rows[2:] == [["1", "5", "0.3000"], ["2", "9", "0.7000"]]
+    assert "mmd" not in section  # a dict of scalars is a setting, not a table
+    ran = page.split("## What each row ran")[1].split("\n## ")[0]
+    assert "mmd: weight 0.2" in ran and "gates" not in ran
+
+
+def test_pages_without_learned_tables_have_no_such_section(tmp_path):
+    build(write_records(tmp_path / "records"), tmp_path / "boards", with_plots=False)
+    assert "What the trained models learned" not in \
+        (tmp_path / "boards" / "synthetic-full.md").read_text()
+
+
 def test_stale_generated_pages_are_removed(tmp_path):
     records = write_records(tmp_path / "records")
     out = tmp_path / "boards"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from bench.leaderboard.learned import is_table, learned_tables
 from bench.leaderboard.load import METRICS, Page, Row
 from bench.leaderboard.stats import (
     PERMUTATIONS,
@@ -267,10 +268,11 @@ def delta_vs_best(page: Page, metric: str) -> str | None:
 
 
 def _settings(info: dict[str, Any]) -> str:
-    """A row's ``method_info`` in one cell: what the adapter says it ran (scalars only)."""
+    """A row's ``method_info`` in one cell: what the adapter says it ran (scalars only; learned
+    tables get their own section, see ``bench.leaderboard.learned``)."""
     flat = []
     for key, value in sorted(info.items()):
-        if key in ("adapter", "gate_weights"):
+        if key == "adapter" or is_table(value):
             continue
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items() if not isinstance(v, dict))
@@ -372,8 +374,11 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
     if page.runs[0].record["dataset"].get("cold_start"):
         parts += [f"## Rank of the cold target (of {page.runs[0].record['dataset']['n_items']:,}"
                   " candidates)", rank_table(page)]
-    parts += ["## What each row ran", rows_table(page),
-              "## Cost of these accuracy runs", cost_table(page)]
+    parts += ["## What each row ran", rows_table(page)]
+    learned = learned_tables(page)
+    if learned:
+        parts += ["## What the trained models learned", learned]
+    parts += ["## Cost of these accuracy runs", cost_table(page)]
     if efficiency:
         parts += ["## Efficiency (separate fixed-epoch runs, per device)", efficiency,
                   "How these figures were measured: [efficiency.md](efficiency.md#notes)."]
