@@ -226,6 +226,16 @@ def test_learned_tables_are_averaged_over_seeds_in_their_own_section(tmp_path):
     assert "mmd: weight 0.2" in ran and "gates" not in ran
 
 
+def test_learned_tables_of_different_shapes_are_not_averaged(tmp_path):
+    records = write_records(tmp_path / "records")
+    for seed in (0, 1, 2):
+        _rewrite(records / "synthetic" / "full" / "llmemb" / "sasrec" / f"seed-{seed}.json",
+                 method_info={"gates": {"bin": list(range(2 + (seed == 1)))}})
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    assert "llmemb / sasrec · `gates`**\n\nthe seeds' tables differ in shape" in page
+
+
 def test_pages_without_learned_tables_have_no_such_section(tmp_path):
     build(write_records(tmp_path / "records"), tmp_path / "boards", with_plots=False)
     assert "What the trained models learned" not in \

@@ -52,8 +52,8 @@ def _row_tables(row: Row) -> list[tuple[str, str]]:
             continue
         names = list(tables[0])
         if any(list(t) != names or len(t[names[0]]) != len(tables[0][names[0]]) for t in tables):
-            out.append((f"{row.name} · `{key}`", "the seeds' tables differ in shape: see the "
-                        "records"))
+            out.append((f"{row.name} · `{key}`",
+                        "the seeds' tables differ in shape: see the records"))
             continue
         columns = [_mean_column([t[name] for t in tables]) for name in names]
         title = (f"{row.name} · `{key}` (mean over seed{'s' if len(row.runs) > 1 else ''} "
@@ -71,5 +71,6 @@ def learned_tables(page: Page) -> str | None:
             parts += [f"**{title}**", table]
     if not parts:
         return None
-    return "\n\n".join(["From each record's `method_info` (the adapter's `trained_info`, read "
-                        "after training with the best weights restored)."] + parts)
+    intro = ("From each record's `method_info` (the adapter's `trained_info`, read after "
+             "training with the best weights restored).")
+    return "\n\n".join([intro, *parts])
