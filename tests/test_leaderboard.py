@@ -351,6 +351,8 @@ def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
         ("id", "cpu: Test CPU (2 threads)", "cpu", False),
         ("id", "cuda: NVIDIA H200", "cuda-nvidia-h200", False),
         ("llmemb", "cuda: NVIDIA H200", "cuda-nvidia-h200", True)])
+    _rewrite(eff / "cuda-nvidia-h200" / "synthetic" / "full" / "llmemb" / "sasrec" / "seed-0.json",
+             **{"efficiency.epoch_seconds_median": 3.0, "efficiency.peak_memory_train.mib": 1218.0})
     out = tmp_path / "boards"
     build(records, out, with_plots=False, efficiency_dir=eff)
     page = (out / "synthetic-full.md").read_text()
@@ -362,8 +364,22 @@ def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
     assert "1.25 / 2.50 / 3.75" in lines[0] and "50,000 (b 1024)" in lines[0]
     assert "0.50M / 2.00M" in lines[0] and lines[0].rstrip(" |").endswith("0123456")
     assert "embedding 12.5 s (400 texts/s, on cuda) (cached)" in lines[2]
+    # cost over the same backbone's id row on the same device
+    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
+    assert cells[0][5] == "2.00 (× 1.00)" and cells[2][5] == "3.00 (× 1.50)"
+    assert cells[2][7] == "1,218 (× 1.50)"
     index = (out / "README.md").read_text()
     assert "efficiency.md" in index and (out / "efficiency.md").read_text().count("| id") == 2
+
+
+def test_a_cost_without_an_id_row_on_its_device_has_no_ratio():
+    from bench.leaderboard.costs import CostRow, cost_rows
+
+    def row(method, device):
+        return CostRow(method, "sasrec", device, _efficiency_record(method, device), Path("x"))
+
+    rows = cost_rows([row("id", "cuda: A"), row("llmemb", "cuda: B")], {})
+    assert rows[0][5] == "2.00 (× 1.00)" and rows[1][5] == "2.00" and rows[1][7] == "812"
 
 
 def test_two_efficiency_records_for_one_device_are_refused(tmp_path):

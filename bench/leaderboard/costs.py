@@ -120,10 +120,26 @@ def _epoch_with_valid(record: dict[str, Any]) -> float | None:
     return eff["epoch_seconds_median"] + (eff.get("valid_seconds_median") or 0.0)
 
 
+def _times_id(value: float | None, reference: float | None) -> str:
+    """`` (× 7.58)``: a figure over the same backbone's ID-only figure on the same device."""
+    if value is None or not reference:
+        return ""
+    return f" (× {value / reference:.2f})"
+
+
+def id_references(rows: list[CostRow]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(backbone, device) -> the ``id`` row's record: what each row's cost is divided by. The
+    reference is the plain backbone on the same device, data and protocol, so the ratio is the
+    price of the method's additions (issues 5 and 6 ask for exactly these ratios)."""
+    return {(r.backbone, r.device): r.record for r in rows if r.method == "id"}
+
+
 def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float]) -> list[list]:
     """Table rows; ``epochs_to_stop[(method, backbone)]`` is the accuracy runs' mean epochs."""
     out = []
+    refs = id_references(rows)
     for row in rows:
+        ref = refs.get((row.backbone, row.device)) or {}
         rec = row.record
         eff, inf = rec["efficiency"], _get(rec, "efficiency", "inference") or {}
         lat = inf.get("latency_ms") or {}
@@ -137,9 +153,13 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
         out.append([
             row.method, row.backbone, row.device, inf.get("dtype", "–"),
             f"{_millions(params.get('trainable'))} / {_millions(params.get('total'))}",
-            _fmt(eff.get("epoch_seconds_median"), 2),
+            _fmt(eff.get("epoch_seconds_median"), 2)
+            + _times_id(eff.get("epoch_seconds_median"),
+                        _get(ref, "efficiency", "epoch_seconds_median")),
             f"{_fmt(eff.get('train_sequences_per_second'), 0)} (b {batch})",
-            _fmt(_get(eff, "peak_memory_train", "mib"), 0),
+            _fmt(_get(eff, "peak_memory_train", "mib"), 0)
+            + _times_id(_get(eff, "peak_memory_train", "mib"),
+                        _get(ref, "efficiency", "peak_memory_train", "mib")),
             " / ".join(_fmt(lat.get(q), 2) for q in ("p50", "p95", "p99")),
             f"{_fmt(thr.get('users_per_second'), 0)} (b {thr.get('batch_size', '–')})",
             _fmt(_get(inf, "peak_memory", "mib"), 0),
@@ -148,8 +168,8 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
     return out
 
 
-HEADERS = ["method", "backbone", "device", "dtype", "params trainable / total", "s / epoch",
-           "train seq / s (batch)", "peak train MiB", "latency ms p50 / p95 / p99 (batch 1)",
+HEADERS = ["method", "backbone", "device", "dtype", "params trainable / total",
+           "s / epoch (× id)", "train seq / s (batch)", "peak train MiB (× id)", "latency ms p50 / p95 / p99 (batch 1)",
            "users / s (batch)", "peak inference MiB", "one-off costs", "est. s to converge",
            "epochs timed", "code"]
 
@@ -200,6 +220,9 @@ How to read the efficiency table:
   per second at the run's batch size. Peak memory: `torch.cuda.max_memory_allocated` on CUDA;
   on a CPU the process's peak resident set size (sampled every 20 ms), which includes the
   Python runtime and the data.
+- (× id): the figure divided by the same backbone's `id` row on the same device (the price of
+  the method's additions); absent where no such row exists. On a CPU the memory ratio divides
+  whole-process peaks, so it understates the method's own share.
 - Latency: `full_sort_predict` over all items plus the top-20 list for one user at a time
   (after a warm-up); users / s: the same at the stated batch over all test users (median of
   repeats). CUDA timings use events and synchronise.
