@@ -26,6 +26,16 @@ from bench.records import device_name
 _PAGE = 4096
 
 
+def model_precision(model: torch.nn.Module) -> str:
+    """The dtype label of a model's figures: its parameters' dtypes, plus the autocast dtype a
+    module declares (``autocast_dtype``; MoRec's encoder keeps float32 weights and computes in
+    bfloat16 on CUDA). The first parameter alone mislabels a model that mixes them."""
+    weights = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
+    casts = sorted({str(m.autocast_dtype).removeprefix("torch.") for m in model.modules()
+                    if getattr(m, "autocast_dtype", None) not in (None, torch.float32)})
+    return "/".join(weights) + (f" ({'/'.join(casts)} autocast)" if casts else "")
+
+
 def _rss_bytes() -> int | None:
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE
@@ -129,8 +139,7 @@ def inference_profile(model, split: EvalSplit, device: torch.device, latency_use
         with _timed(device, runs):
             for rows in batches:
                 _recommend(model, _batch(model, split, rows, device), k)
-    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    return {"device": device_name(device), "dtype": dtype, "top_k": k,
+    return {"device": device_name(device), "dtype": model_precision(model), "top_k": k,
             "latency_ms": {"batch_size": 1, "users": len(users), "warmup": warmup,
                            "p50": float(np.percentile(ms, 50)),
                            "p95": float(np.percentile(ms, 95)),

@@ -97,3 +97,49 @@ def test_two_stage_variant_trains_an_mlp_on_frozen_features(tmp_path):
     info = art.record["method_info"]
     assert info["variant"] == "two-stage" and info["mlp_layers"] == 8
     assert art.record["efficiency"]["parameters"]["frozen"] > 0  # the frozen LM table
+
+
+def test_bfloat16_weights_would_lose_morecs_fine_tuning_updates():
+    """Why the encoder keeps float32 weights: an Adam step at MoRec's encoder_lr (5e-5) is below
+    half a bfloat16 ulp of a typical weight (|w| ~ 0.05), so most bf16 weights never move."""
+    torch.manual_seed(0)
+    moved = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        w = torch.nn.Parameter((torch.randn(64, 64) * 0.05).to(dtype))
+        before = w.detach().clone()
+        opt = torch.optim.AdamW([w], lr=5e-5)
+        for _ in range(5):
+            opt.zero_grad()
+            (w.float() * torch.randn(64, 64)).sum().backward()
+            opt.step()
+        moved[dtype] = (w.detach() != before).float().mean().item()
+    assert moved[torch.float32] == 1.0 and moved[torch.bfloat16] < 0.5
+
+
+def test_a_lower_encoder_dtype_trains_float32_weights_under_autocast(tmp_path, tiny_llama_dir):
+    from bench.efficiency import model_precision
+
+    art = _artifacts(tmp_path, *_llama(tiny_llama_dir), "encoder.dtype=bfloat16")
+    table = art.model.item_embedding
+    assert {p.dtype for p in table.lm.parameters()} == {torch.float32}  # master weights
+    assert table.autocast_dtype == torch.bfloat16
+    assert art.record["method_info"]["precision"] == "float32 weights, bfloat16 autocast"
+    assert art.record["provenance"]["encoder"].endswith("/bfloat16")
+    assert model_precision(art.model) == "float32 (bfloat16 autocast)"
+    seen = []
+    hook = table.lm.layers[-1].mlp.down_proj.register_forward_hook(
+        lambda mod, args, out: seen.append(out.dtype))
+    model = art.model
+    model.train()
+    ids = torch.arange(1, 9)
+    table.encode(ids).sum().backward()
+    hook.remove()
+    assert seen == [torch.bfloat16]  # the forward ran in bf16 ...
+    grads = [p.grad for p in table.lm.layers[-1].parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)  # ... not the weights
+
+
+def test_float32_is_the_default_precision_on_a_cpu(tmp_path, tiny_llama_dir):
+    art = _artifacts(tmp_path, *_llama(tiny_llama_dir))
+    assert art.record["method_info"]["precision"] == "float32"
+    assert art.model.item_embedding.autocast_dtype == torch.float32

@@ -12,6 +12,7 @@ MLP -> the backbone (MoRec's "w/o end-to-end" comparison).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.adapters import BuildContext, MethodAdapter
-from bench.encoders.models import load_language_model, tokenize
+from bench.encoders.models import load_language_model, resolve_device_dtype, tokenize
 from bench.encoders.tables import align_to_recbole, item_title_embeddings, name_field
 from bench.errors import BenchError
 from bench.item_tables import TextItemTable
@@ -38,6 +39,12 @@ def mlp_stack(in_dim: int, out_dim: int, layers: int, dropout: float) -> nn.Sequ
             nn.init.xavier_normal_(m.weight)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*mods)
+
+
+def precision(compute: torch.dtype) -> str:
+    """How the end-to-end encoder computes: float32, or float32 weights under autocast."""
+    name = str(compute).removeprefix("torch.")
+    return "float32" if compute == torch.float32 else f"float32 weights, {name} autocast"
 
 
 def item_titles(ctx: BuildContext) -> list[str]:
@@ -86,7 +93,11 @@ class MoRec(MethodAdapter):
         info: dict[str, Any] = {"variant": "end-to-end" if m["end_to_end"] else "two-stage",
                                 "loss": m["loss"]}
         if m["end_to_end"]:
-            lm = load_language_model(ctx.run_cfg["encoder"], ctx.cache_dir)
+            enc = ctx.run_cfg["encoder"]
+            # the precision follows the device the run trains on (auto: bfloat16 on CUDA)
+            _, compute = resolve_device_dtype(torch.device(ctx.device).type,
+                                              enc.get("dtype", "auto"))
+            lm = load_language_model({**enc, "dtype": "float32"}, ctx.cache_dir)  # master weights
             counts = freeze_below_top(lm.model, int(m["tune_layers"]))
             ids = tokenize(lm, item_titles(ctx), int(m["max_tokens"]))
             width = max(len(x) for x in ids)
@@ -96,9 +107,10 @@ class MoRec(MethodAdapter):
             for row, x in enumerate(ids[1:], start=1):  # row 0: padding, no text
                 tokens[row, :len(x)], mask[row, :len(x)] = torch.tensor(x), 1
             table = EndToEndItemTable(lm, tokens, mask, dim, extra_rows=extra,
-                                      chunk=int(m["encode_chunk"]))
-            ctx.extras["encoder_id"] = lm.id
-            info.update(tune_layers=int(m["tune_layers"]), lm_parameters=counts,
+                                      chunk=int(m["encode_chunk"]), autocast_dtype=compute)
+            ctx.extras["encoder_id"] = replace(lm, dtype=compute).id  # the dtype it computes in
+            info.update(precision=precision(compute),
+                        tune_layers=int(m["tune_layers"]), lm_parameters=counts,
                         encoder_lr=float(m["encoder_lr"]), max_tokens=int(m["max_tokens"]))
         else:
             llm = align_to_recbole(ctx.extras["llm_table"], ctx.prepared, ctx.train_dataset)

@@ -51,9 +51,15 @@ class EndToEndItemTable(nn.Module):
     """
 
     def __init__(self, lm, token_ids: torch.Tensor, attention: torch.Tensor, out_dim: int,
-                 extra_rows: int = 0, chunk: int = 256):
+                 extra_rows: int = 0, chunk: int = 256,
+                 autocast_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.lm = lm.model
+        # The LM's weights stay float32 (the optimizer's master copy); a lower ``autocast_dtype``
+        # runs its forward in mixed precision. Training bfloat16 weights directly would lose
+        # most updates: at encoder_lr 5e-5 an Adam step is below half a bf16 ulp of a typical
+        # weight, so it rounds away (a test shows it).
+        self.autocast_dtype = autocast_dtype
         self.pooling = lm.pooling
         self.register_buffer("token_ids", token_ids, persistent=False)
         self.register_buffer("attention", attention, persistent=False)
@@ -83,8 +89,10 @@ class EndToEndItemTable(nn.Module):
             part = ids[order[start: start + self.chunk]]
             width = max(1, int(lengths[order[start: start + self.chunk]].max()))
             mask = self.attention[part, :width]
-            hidden = self.lm(input_ids=self.token_ids[part, :width],
-                             attention_mask=mask).last_hidden_state
+            with torch.autocast(self.token_ids.device.type, dtype=self.autocast_dtype,
+                                enabled=self.autocast_dtype != torch.float32):
+                hidden = self.lm(input_ids=self.token_ids[part, :width],
+                                 attention_mask=mask).last_hidden_state
             out.append(self.proj(pool(hidden, mask, self.pooling)))
         vecs = torch.cat(out)[torch.argsort(order)]  # back to the order of ``ids``
         return vecs.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
