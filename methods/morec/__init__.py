@@ -7,8 +7,10 @@ fine-tuned with the backbone (MoRec's default freezing: top two blocks, pooler f
 items of its batch (and its negatives); full ranking encodes all items once per evaluation.
 Trained with MoRec's in-batch debiased softmax (``loss: inbatch``, its recommended loss) or BCE
 with one negative per position (``loss: bce``, the paper's setting): the protocol's full
-cross-entropy would encode every item at every step. ``morec-2stage``: frozen LM features ->
-MLP -> the backbone (MoRec's "w/o end-to-end" comparison).
+cross-entropy would encode every item at every step. The LM keeps float32 master weights; an
+``encoder.dtype`` below float32 (auto: bfloat16 on CUDA) runs its forward under autocast, never
+as bf16 weights (whose updates at ``encoder_lr`` round away). ``morec-2stage``: frozen LM
+features -> MLP -> the backbone (MoRec's "w/o end-to-end" comparison).
 """
 from __future__ import annotations
 
