@@ -220,6 +220,8 @@ How to read the efficiency table:
   per second at the run's batch size. Peak memory: `torch.cuda.max_memory_allocated` on CUDA;
   on a CPU the process's peak resident set size (sampled every 20 ms), which includes the
   Python runtime and the data.
+- dtype: the parameters' dtype; "(bfloat16 autocast)": float32 weights whose forward runs in
+  bfloat16 (MoRec's encoder on CUDA).
 - (× id): the figure divided by the same backbone's `id` row on the same device (the price of
   the method's additions); absent where no such row exists. On a CPU the memory ratio divides
   whole-process peaks, so it understates the method's own share.
