@@ -169,9 +169,9 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
 
 
 HEADERS = ["method", "backbone", "device", "dtype", "params trainable / total",
-           "s / epoch (× id)", "train seq / s (batch)", "peak train MiB (× id)", "latency ms p50 / p95 / p99 (batch 1)",
-           "users / s (batch)", "peak inference MiB", "one-off costs", "est. s to converge",
-           "epochs timed", "code"]
+           "s / epoch (× id)", "train seq / s (batch)", "peak train MiB (× id)",
+           "latency ms p50 / p95 / p99 (batch 1)", "users / s (batch)", "peak inference MiB",
+           "one-off costs", "est. s to converge", "epochs timed", "code"]
 
 
 def _order(row: CostRow) -> tuple:
