@@ -56,8 +56,8 @@ def _row_tables(row: Row) -> list[tuple[str, str]]:
                         "the seeds' tables differ in shape: see the records"))
             continue
         columns = [_mean_column([t[name] for t in tables]) for name in names]
-        title = (f"{row.name} · `{key}` (mean over seed{'s' if len(row.runs) > 1 else ''} "
-                 f"{seeds})")
+        over = f"mean over seeds {seeds}" if len(row.runs) > 1 else f"seed {seeds}"
+        title = f"{row.name} · `{key}` ({over})"
         out.append((title, tabulate(list(zip(*columns)), headers=names, tablefmt="github",
                                     disable_numparse=True)))
     return out
