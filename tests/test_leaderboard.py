@@ -242,6 +242,26 @@ def test_pages_without_learned_tables_have_no_such_section(tmp_path):
         (tmp_path / "boards" / "synthetic-full.md").read_text()
 
 
+def test_runs_stopped_by_the_epoch_cap_are_named_in_the_cost_table(tmp_path):
+    records = write_records(tmp_path / "records")
+    llmemb = records / "synthetic" / "full" / "llmemb" / "sasrec"
+    _rewrite(llmemb / "seed-0.json", training={"epochs_run": 200, "best_epoch": 190})
+    # 200 epochs, best at 178: early stopping ends it at exactly the cap (178 + 20 + 2)
+    _rewrite(llmemb / "seed-1.json", training={"epochs_run": 200, "best_epoch": 178})
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    cost = page.split("## Cost of these accuracy runs")[1].split("\n## ")[0]
+    rows = {tuple(c.strip() for c in ln.strip().strip("|").split("|")[:2]):
+            [c.strip() for c in ln.strip().strip("|").split("|")]
+            for ln in cost.splitlines() if ln.startswith("|")}
+    assert rows[("llmemb", "sasrec")][3] == "144.0 (1 of 3 at the cap)"
+    assert rows[("id", "sasrec")][3] == "31.0"
+    from bench.leaderboard.costs import epochs_to_stop
+    from bench.leaderboard.load import find_runs
+    stops = epochs_to_stop(find_runs(records))
+    assert stops[("llmemb", "sasrec")] == (144.0, True) and stops[("id", "sasrec")] == (31.0, False)
+
+
 def test_stale_generated_pages_are_removed(tmp_path):
     records = write_records(tmp_path / "records")
     out = tmp_path / "boards"
@@ -361,6 +381,8 @@ def test_efficiency_tables_join_devices_and_estimate_convergence(tmp_path):
     assert len(lines) == 3 and "Test CPU" in lines[0] and "H200" in lines[1]  # CPU rows first
     # id's accuracy runs stopped after 30, 31, 32 epochs: 31 x (2.0 s + 0.5 s validation)
     assert "≈ 78 (31 ep)" in lines[0]
+    # llmemb's seed 0 (30 epochs, best 10) early-stopped: an estimate, not a bound
+    assert "≈ " in lines[2] and "≥ " not in lines[2]
     assert "1.25 / 2.50 / 3.75" in lines[0] and "50,000 (b 1024)" in lines[0]
     assert "0.50M / 2.00M" in lines[0] and lines[0].rstrip(" |").endswith("0123456")
     assert "embedding 12.5 s (400 texts/s, on cuda) (cached)" in lines[2]

@@ -134,8 +134,10 @@ def id_references(rows: list[CostRow]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r.backbone, r.device): r.record for r in rows if r.method == "id"}
 
 
-def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float]) -> list[list]:
-    """Table rows; ``epochs_to_stop[(method, backbone)]`` is the accuracy runs' mean epochs."""
+def cost_rows(rows: list[CostRow],
+              epochs_to_stop: dict[tuple[str, str], tuple[float, bool]]) -> list[list]:
+    """Table rows; ``epochs_to_stop[(method, backbone)]`` is the accuracy runs' mean epochs and
+    whether any of them was ended by the epoch cap (then the estimate is a lower bound)."""
     out = []
     refs = id_references(rows)
     for row in rows:
@@ -145,10 +147,10 @@ def cost_rows(rows: list[CostRow], epochs_to_stop: dict[tuple[str, str], float])
         lat = inf.get("latency_ms") or {}
         thr = inf.get("throughput") or {}
         params = eff.get("parameters") or {}
-        epochs = epochs_to_stop.get((row.method, row.backbone))
+        epochs, capped = epochs_to_stop.get((row.method, row.backbone), (None, False))
         per_epoch = _epoch_with_valid(rec)
         converge = "–" if epochs is None or per_epoch is None else \
-            f"≈ {epochs * per_epoch:,.0f} ({epochs:.0f} ep)"
+            f"{'≥' if capped else '≈'} {epochs * per_epoch:,.0f} ({epochs:.0f} ep)"
         batch = rec["config"]["train"]["batch_size"]
         out.append([
             row.method, row.backbone, row.device, inf.get("dtype", "–"),
@@ -196,19 +198,21 @@ def efficiency_markdown(pages: dict[tuple[str, str], list[CostRow]],
 
 
 def efficiency_table(rows: list[CostRow],
-                     epochs_to_stop: dict[tuple[str, str], float] | None = None) -> str:
+                     epochs_to_stop: dict[tuple[str, str], tuple[float, bool]] | None = None
+                     ) -> str:
     rows = sorted(rows, key=_order)
     body = cost_rows(rows, epochs_to_stop or {})
     return tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
 
 
-def epochs_to_stop(runs: list[Run]) -> dict[tuple[str, str], float]:
-    """Mean epochs run (to early stop) per (method, backbone) over accuracy records."""
-    by_row: dict[tuple[str, str], list[int]] = defaultdict(list)
+def epochs_to_stop(runs: list[Run]) -> dict[tuple[str, str], tuple[float, bool]]:
+    """Mean epochs run (to early stop) per (method, backbone) over accuracy records, and
+    whether any of those runs was ended by the epoch cap instead."""
+    by_row: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        by_row[(run.key["method"], run.key["backbone"])].append(
-            run.record["training"]["epochs_run"])
-    return {k: float(np.mean(v)) for k, v in by_row.items()}
+        by_row[(run.key["method"], run.key["backbone"])].append(run)
+    return {k: (float(np.mean([r.record["training"]["epochs_run"] for r in v])),
+                any(r.stopped_at_cap for r in v)) for k, v in by_row.items()}
 
 
 NOTES = """\
@@ -232,7 +236,8 @@ How to read the efficiency table:
   pre-training phases; their epochs are capped like the run's). "(cached)" figures were
   measured when the cache was built, on the device named.
 - est. s to converge = epochs the accuracy runs of the same row took to early stop (mean over
-  seeds, from the accuracy records) × this device's s / epoch including validation.
+  seeds, from the accuracy records) × this device's s / epoch including validation; "≥"
+  where a seed ran to the epoch cap still improving (the estimate is then a lower bound).
 - code: the commit that measured the row (+ = with uncommitted changes); rows measured by
   different code are only as comparable as the code is.
 - CPU rows are measured with the machine otherwise idle unless a page note says otherwise."""

@@ -40,6 +40,18 @@ class Run:
     def key(self) -> dict[str, Any]:
         return self.record["key"]
 
+    @property
+    def stopped_at_cap(self) -> bool:
+        """Whether the run used every epoch of ``train.epochs`` without meeting its early-stopping
+        rule (RecBole stops ``patience + 1`` epochs after the best one): it was still improving
+        when the cap ended it, so its numbers are not converged by the protocol's rule."""
+        train = self.record["training"]
+        limits = (self.record.get("config") or {}).get("train") or {}
+        if "epochs" not in limits or "patience" not in limits:
+            return False
+        return int(limits["epochs"]) <= train["epochs_run"] < \
+            train["best_epoch"] + int(limits["patience"]) + 2
+
 
 @dataclass
 class Row:

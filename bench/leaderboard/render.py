@@ -14,7 +14,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.leaderboard.learned import is_table, learned_tables
-from bench.leaderboard.load import METRICS, Page, Row
+from bench.leaderboard.load import METRICS, Page, Row, Run
 from bench.leaderboard.stats import (
     PERMUTATIONS,
     PairedResult,
@@ -310,6 +310,12 @@ def _get(record: dict[str, Any], *path: str) -> Any:
     return node
 
 
+def _epochs_cell(runs: list[Run]) -> str:
+    cell = _num(float(np.mean([run.record["training"]["epochs_run"] for run in runs])), 1)
+    capped = sum(run.stopped_at_cap for run in runs)
+    return f"{cell} ({capped} of {len(runs)} at the cap)" if capped else cell
+
+
 def cost_table(page: Page) -> str:
     """Training and serving cost as recorded (medians over seeds; – where a record predates
     the figure)."""
@@ -317,11 +323,10 @@ def cost_table(page: Page) -> str:
     for row in page.rows:
         recs = [run.record for run in row.runs]
         eff = [r["efficiency"] for r in recs]
-        trn = [r["training"] for r in recs]
         batch = {_get(r, "efficiency", "inference", "throughput", "batch_size") for r in recs}
         rows.append([row.method, row.backbone,
                      _num(float(np.median([e["epoch_seconds_median"] for e in eff])), 1),
-                     _num(float(np.mean([t["epochs_run"] for t in trn])), 1),
+                     _epochs_cell(row.runs),
                      _num(float(np.mean([e["train_seconds"] for e in eff])), 0),
                      _median_of([_get(r, "efficiency", "peak_memory_train", "mib")
                                  for r in recs], 0),
@@ -354,6 +359,8 @@ How to read this page:
   read the interval, not only p.
 - Records on one page share the dataset and protocol fingerprints and the training settings;
   the suite refuses to mix records that differ.
+- "at the cap" in the cost table: seeds that ran all `train.epochs` epochs without meeting
+  the early-stopping rule (still improving when the cap ended them): not converged.
 - Timings are as recorded by each run on the hardware listed; runs that shared a machine with
   other work are slower than alone."""
 
