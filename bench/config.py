@@ -118,7 +118,8 @@ def validate(cfg: dict[str, Any]) -> None:
         _require(isinstance(p["negative_seed"], int), "protocol.negative_seed", p["negative_seed"],
                  "an integer")
     _require(p["loss"] in ("ce", "bce"), "protocol.loss", p["loss"], "ce or bce")
-    _require(p["training"] == "seq2seq", "protocol.training", p["training"], "seq2seq")
+    _require(p["training"] in ("seq2seq", "seq2seq-tiled"), "protocol.training", p["training"],
+             "seq2seq or seq2seq-tiled")
     _require(p["groups"] in ("quantile", "threshold"), "protocol.groups", p["groups"],
              "quantile or threshold")
     _require(isinstance(p["max_seq_length"], int) and p["max_seq_length"] >= 2,

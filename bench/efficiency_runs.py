@@ -8,11 +8,19 @@ every run does (``bench/efficiency.py``). Records go to ``<out>/<device>/<datase
 <method>/<backbone>/seed-<k>.json``, apart from the accuracy records, because a run of a few
 epochs is not an accuracy result. ``python -m bench leaderboard`` turns them into the
 efficiency tables; this command prints the same table for the records it made.
+
+Each run gets a fresh process. On a CPU, peak memory is the process's resident set, and a
+finished run leaves memory behind (the heap keeps freed blocks, ``bench/runtime.py``; a language
+model loaded for a one-off stage): measured in one process, a run's peak counted the runs before
+it and depended on the order of ``--methods`` (llm_esr: 2,792 MiB third in a batch, 1,231 MiB
+alone). On CUDA a fresh process also starts from an empty allocator.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError
 
@@ -49,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     from bench.config import compose
     from bench.leaderboard.costs import CostRow, device_slug, efficiency_table
     from bench.records import device_name, read_record
-    from bench.runner import execute_all, resolve_device
+    from bench.runner import resolve_device
 
     _include(args.include)
     if args.epochs < 1:
@@ -64,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
     configs = [compose([f"dataset={d}", f"protocol={protocol}", f"method={m}", f"backbone={b}",
                         *args.overrides, *fixed])
                for d in datasets for m in methods for b in backbones]
-    outcomes = execute_all(configs, force=args.force)
+    outcomes = [_in_fresh_process(cfg, args.force, args.include) for cfg in configs]
     for dataset in datasets:
         rows = []
         for o in outcomes:
@@ -75,3 +83,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n{dataset} ({protocol}), {args.epochs} epochs per run, records in {runs_dir}\n")
         print(efficiency_table(rows))
     return 0
+
+
+def _in_fresh_process(cfg: dict[str, Any], force: bool, includes: list[str] | None):
+    """``bench.runner.execute(cfg)`` in a spawned process (see the module docstring); its
+    errors (a ``BenchError`` too) are raised here."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_execute_one, (cfg, force, includes))
+
+
+def _execute_one(cfg: dict[str, Any], force: bool, includes: list[str] | None):
+    import bench  # noqa: F401  (the RecBole fixes, before anything imports RecBole)
+    from bench.cli import _include
+    from bench.runner import execute
+
+    _include(includes)
+    outcome = execute(cfg, force=force)
+    if outcome.skipped:
+        print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
+    return outcome

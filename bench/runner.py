@@ -305,7 +305,8 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
                              "bench.backbones class to run protocol=cold")
         model.exclude_items(cold.to(device))
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
-                                key.seed, t["bucket_batches"])
+                                key.seed, t["bucket_batches"],
+                                tiled=protocol["training"] == "seq2seq-tiled")
     if t["loss_reduction"] == "constant":
         per_window = model.expected_positions(loader.lengths)
         model.position_norm = loader.batch_size * float(per_window.mean())

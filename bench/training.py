@@ -1,6 +1,7 @@
 """Training: a sequence-to-sequence train loader and RecBole's Trainer with the suite's validation.
 
-The loader yields one window per user (the last ``max_len + 1`` training items), in batches
+The loader yields one window per user (the last ``max_len + 1`` training items; with
+``protocol.training: seq2seq-tiled`` the whole training part in consecutive windows), in batches
 padded to their own longest sequence. Batches are *length-bucketed*: each epoch shuffles the
 users, sorts chunks of ``bucket_batches`` batches by length and shuffles the batch order, so a
 batch of short sequences is not padded to the longest sequence in the data set.
@@ -24,26 +25,43 @@ from bench.backbones import TARGET_SEQ
 from bench.item_tables import one_table_per_step
 
 
-def training_windows(split) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Each training user's window: the last ``max_len + 1`` items of their training part.
+def training_windows(split, tiled: bool = False) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Training windows of at most ``max_len + 1`` items, right-padded.
 
-    Returns the users (internal ids, ascending), the windows (right-padded) and their lengths.
+    ``tiled=False`` (``protocol.training: seq2seq``): one window per user, the last ``max_len + 1``
+    items of their training part, as the original SASRec trains. A user whose training part is
+    longer loses its earlier targets (Beauty: 3,382 of 131,413, from 127 users).
+    ``tiled=True`` (``seq2seq-tiled``): the user's whole training part cut into consecutive
+    windows from the end, so every training target is predicted exactly once per epoch, as
+    bare RecBole's prefix augmentation trains every target once (with up to ``max_len`` items of
+    history each, where a window gives the first targets of a window less).
+
+    Returns the users (internal ids, one per window), the windows and their lengths.
     A user whose training part has a single item has no training target and no window.
-    Taken from RecBole's augmented training rows: a user's last row holds the last ``max_len``
-    items before their last training target.
+    Taken from RecBole's augmented training rows (one per training target, in order): row ``r``
+    holds the ``max_len`` items before its target, so its window covers the targets of rows
+    ``r - seq_len + 1 .. r``; the next window back ends at row ``r - max_len``.
     """
     cfg = split.config
     seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
+    max_len = cfg["MAX_ITEM_LIST_LENGTH"]
     f = split.inter_feat
     uid = f[split.uid_field].numpy()
     users, first_from_end = np.unique(uid[::-1], return_index=True)
-    last_row = len(uid) - 1 - first_from_end
-    seq = f[seq_field][last_row]
-    seq_len = f[cfg["ITEM_LIST_LENGTH_FIELD"]][last_row]
-    target = f[split.iid_field][last_row]
-    windows = torch.zeros((len(last_row), cfg["MAX_ITEM_LIST_LENGTH"] + 1), dtype=torch.long)
+    rows = len(uid) - 1 - first_from_end
+    if tiled:
+        _, first_row = np.unique(uid, return_index=True)  # RecBole keeps a user's rows together
+        n_rows = rows - first_row + 1
+        per_user = (n_rows + max_len - 1) // max_len
+        back = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user)
+        rows = np.repeat(rows, per_user) - back * max_len
+        users = np.repeat(users, per_user)
+    seq = f[seq_field][rows]
+    seq_len = f[cfg["ITEM_LIST_LENGTH_FIELD"]][rows]
+    target = f[split.iid_field][rows]
+    windows = torch.zeros((len(rows), max_len + 1), dtype=torch.long)
     windows[:, : seq.size(1)] = seq
-    windows[torch.arange(len(last_row)), seq_len] = target
+    windows[torch.arange(len(rows)), seq_len] = target
     return torch.from_numpy(users), windows, (seq_len + 1).numpy()
 
 
@@ -65,10 +83,10 @@ def window_inputs(win: torch.Tensor, lens: torch.Tensor,
 
 
 class Seq2SeqTrainLoader:
-    """One training window per user, dynamically padded, shuffled deterministically per epoch."""
+    """Training windows (one per user, or tiled), dynamically padded, shuffled per epoch (seeded)."""
 
     def __init__(self, train_split, batch_size: int, objective: str, seed: int,
-                 bucket_batches: int = 16):
+                 bucket_batches: int = 16, tiled: bool = False):
         cfg = train_split.config
         self.dataset = train_split  # RecBole's Trainer reads ``train_data.dataset``
         self.shuffle = True
@@ -77,7 +95,7 @@ class Seq2SeqTrainLoader:
         self.seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
         self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
         self.uid_field = train_split.uid_field
-        self.users, self.windows, self.lengths = training_windows(train_split)
+        self.users, self.windows, self.lengths = training_windows(train_split, tiled)
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -125,3 +125,33 @@ def test_heap_tuning_can_be_switched_off():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "BENCH_MALLOC": "default"}, check=True)
     assert "BENCH_MALLOC=default" in out.stdout
+
+
+def _record_pid_then_run(cfg, force, includes):
+    """Stands in for ``_execute_one`` in the child (a top-level function, so it pickles)."""
+    import os
+    from pathlib import Path
+
+    import bench.efficiency_runs as eff
+
+    Path(cfg["paths"]["runs"], "pid").parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg["paths"]["runs"], "pid").write_text(str(os.getpid()))
+    return eff._execute_one(cfg, force, includes)
+
+
+def test_efficiency_runs_each_measurement_in_a_fresh_process(tmp_path, monkeypatch):
+    """A run's CPU peak memory is the process's resident set, so a run measured after another
+    in the same process would count what the first left behind: each run gets its own process."""
+    import os
+
+    import bench.efficiency_runs as eff
+    from bench.config import compose
+    from tests.conftest import tiny_overrides
+
+    monkeypatch.setattr(eff, "_execute_one", _record_pid_then_run)
+    cfg = compose(tiny_overrides(tmp_path, "train.epochs=1", "train.patience=1"))
+    outcome = eff._in_fresh_process(cfg, False, None)
+    assert outcome.record_path.exists() and outcome.record is not None
+    child = int((tmp_path / "runs" / "pid").read_text())
+    assert child != os.getpid()
+    assert eff._in_fresh_process(cfg, False, None).skipped  # what the child says comes back

@@ -84,3 +84,65 @@ def test_constant_loss_reduction_weighs_every_target_the_same(trained):
     assert torch.allclose(mean_loss, same) and torch.allclose(half, mean_loss / 2)
     assert trained_norm == pytest.approx(
         128 * np.maximum(loader.lengths - 1, 1).mean())  # train.batch_size x positions/window
+
+
+def _split_with_max_len(tmp_path, max_len: int):
+    """The tiny training split with ``max_seq_length=max_len``: most users outgrow one window."""
+    from pathlib import Path
+
+    from recbole.data import create_dataset
+
+    from bench.backbones import BACKBONES
+    from bench.compat import recbole_config
+    from bench.config import compose
+    from bench.data.prepared import export_recbole
+    from bench.data.sources import prepare
+    from bench.runner import _recbole_dict
+    from tests.conftest import tiny_overrides
+
+    cfg = compose(tiny_overrides(tmp_path, f"protocol.max_seq_length={max_len}",
+                                 "protocol.training=seq2seq-tiled"))
+    cache = Path(cfg["paths"]["cache"])
+    prepared = prepare(cfg["dataset"], cache)
+    data_path = export_recbole(prepared, cache / "recbole")
+    cls = BACKBONES["sasrec"]
+    rb = recbole_config(cls, prepared.name, _recbole_dict(cfg, data_path, tmp_path,
+                                                          torch.device("cpu")))
+    return create_dataset(rb).build()[0]
+
+
+def test_tiled_windows_predict_every_training_target_exactly_once(tmp_path):
+    """``protocol.training=seq2seq-tiled``: consecutive windows from the end of each user's
+    training part; their targets (items 2..n of each window) are the user's training targets,
+    each once and in order. ``seq2seq`` keeps only the last window of each user."""
+    split = _split_with_max_len(tmp_path, 5)
+    tiled = Seq2SeqTrainLoader(split, 32, "causal", 0, tiled=True)
+    last = Seq2SeqTrainLoader(split, 32, "causal", 0)
+    uid = split.inter_feat[split.uid_field].numpy()
+    targets = split.inter_feat[split.iid_field].numpy()
+    by_user: dict[int, list[int]] = {}
+    for u, w, n in zip(tiled.users.tolist(), tiled.windows, tiled.lengths):
+        assert 2 <= n <= 6
+        by_user[u] = w[1:n].tolist() + by_user.get(u, [])  # windows come last-first per user
+    for u in np.unique(uid):
+        assert by_user[int(u)] == targets[uid == u].tolist()
+    assert len(tiled.lengths) > len(last.lengths) == len(np.unique(uid))
+    assert (tiled.lengths - 1).sum() == len(uid)  # one prediction per training target
+    for u, w, n in zip(last.users.tolist(), last.windows, last.lengths):  # last == final tile
+        assert w[1:n].tolist() == by_user[u][-(n - 1):]
+    batches = list(tiled)  # the loader batches every tile once
+    assert sum(b[tiled.seq_field].size(0) for b in batches) == len(tiled.lengths)
+
+
+def test_tiled_training_is_a_protocol_value(tmp_path):
+    from bench.config import compose
+    from bench.errors import BenchError
+    from bench.runner import protocol_fingerprint
+    from tests.conftest import tiny_overrides
+
+    cfg = compose(tiny_overrides(tmp_path))
+    tiled = compose(tiny_overrides(tmp_path, "protocol.training=seq2seq-tiled"))
+    assert (protocol_fingerprint(cfg["protocol"], cfg["dataset"])
+            != protocol_fingerprint(tiled["protocol"], tiled["dataset"]))
+    with pytest.raises(BenchError, match="protocol.training"):
+        compose(tiny_overrides(tmp_path, "protocol.training=prefixes"))
