@@ -56,21 +56,26 @@ def sign_flip_p(diffs: np.ndarray, permutations: int = PERMUTATIONS,
     """Two-sided p of the mean difference under random sign flips of each user's difference.
 
     p = (1 + #{|mean of flipped| >= |observed mean|}) / (permutations + 1), the add-one form
-    that never reports 0. Signs come from packed random bits (one byte per 8 users), so
-    9,999 permutations over 20k users take well under a second.
+    that never reports 0. Signs come from packed random bits (one byte per 8 users); a user
+    whose difference is 0 adds 0 whatever its sign, so only the others enter the product
+    (top-10 metrics are 0 for both systems for most users: on Beauty about 9 in 10), with the
+    same signs they would get in the full product: 9,999 permutations over 22k users take
+    about a second on one core.
     """
     d = np.asarray(diffs, dtype=np.float64)
     n = len(d)
     observed = abs(d.mean())
     tol = 1e-12 * max(1.0, observed)  # a flip equal to the observation counts as extreme
+    nonzero = np.flatnonzero(d)
+    d_nz = d[nonzero]
     rng = np.random.default_rng(seed)
     extreme, done = 0, 0
     while done < permutations:
         rows = min(_CHUNK, permutations - done)
         bits = np.unpackbits(rng.integers(0, 256, size=(rows, (n + 7) // 8), dtype=np.uint8),
-                             axis=1, count=n)
+                             axis=1, count=n)[:, nonzero]
         signs = bits.astype(np.float64) * 2.0 - 1.0
-        extreme += int((np.abs(signs @ d) / n >= observed - tol).sum())
+        extreme += int((np.abs(signs @ d_nz) / n >= observed - tol).sum())
         done += rows
     return (1 + extreme) / (permutations + 1)
 
