@@ -89,7 +89,10 @@ def _in_fresh_process(cfg: dict[str, Any], force: bool, includes: list[str] | No
     """``bench.runner.execute(cfg)`` in a spawned process (see the module docstring); its
     errors (a ``BenchError`` too) are raised here."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_execute_one, (cfg, force, includes))
+        outcome = pool.apply(_execute_one, (cfg, force, includes))
+        pool.close()  # let the worker exit by itself: terminating it leaks its semaphores
+        pool.join()
+    return outcome
 
 
 def _execute_one(cfg: dict[str, Any], force: bool, includes: list[str] | None):
