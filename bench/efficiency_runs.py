@@ -98,10 +98,7 @@ def _in_fresh_process(cfg: dict[str, Any], force: bool, includes: list[str] | No
 def _execute_one(cfg: dict[str, Any], force: bool, includes: list[str] | None):
     import bench  # noqa: F401  (the RecBole fixes, before anything imports RecBole)
     from bench.cli import _include
-    from bench.runner import execute
+    from bench.runner import execute_all
 
     _include(includes)
-    outcome = execute(cfg, force=force)
-    if outcome.skipped:
-        print(f"skip {outcome.key}: {outcome.record_path} exists (use --force to rerun)")
-    return outcome
+    return execute_all([cfg], force=force)[0]

@@ -33,8 +33,8 @@ def training_windows(split, tiled: bool = False) -> tuple[torch.Tensor, torch.Te
     longer loses its earlier targets (Beauty: 3,382 of 131,413, from 127 users).
     ``tiled=True`` (``seq2seq-tiled``): the user's whole training part cut into consecutive
     windows from the end, so every training target is predicted exactly once per epoch, as
-    bare RecBole's prefix augmentation trains every target once (with up to ``max_len`` items of
-    history each, where a window gives the first targets of a window less).
+    bare RecBole's prefix augmentation trains every target once (bare gives each target up to
+    ``max_len`` items of history; a window gives its first targets less).
 
     Returns the users (internal ids, one per window), the windows and their lengths.
     A user whose training part has a single item has no training target and no window.
