@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.backbones import SEQUENTIAL
 from bench.data.prepared import PreparedDataset
 from bench.errors import BenchError, unknown_name
 
@@ -56,6 +55,11 @@ class BuildContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+# The names of ``bench.backbones.SEQUENTIAL`` (a test keeps them equal): importing the models
+# here would load torch and RecBole for `bench list` and for every name check.
+SEQUENTIAL_BACKBONES = ("sasrec", "bert4rec", "gru4rec")
+
+
 class MethodAdapter:
     """Base class: subclass it in ``methods/<name>.py`` and set ``ADAPTER = YourAdapter()``."""
 
@@ -63,7 +67,8 @@ class MethodAdapter:
     paper: str = ""  # citation: authors, title, venue year
     upstream: str = ""  # the original code, e.g. "github.com/owner/repo"
     upstream_commit: str = ""  # the commit the adapter was checked against
-    backbones: tuple[str, ...] = tuple(SEQUENTIAL)  # sequence models; add "lightgcn" if graph CF works
+    # sequence models; add "lightgcn" if graph CF works
+    backbones: tuple[str, ...] = SEQUENTIAL_BACKBONES
     uses_text: bool = False
     language_model: str = "none"  # which LM, how it is used (frozen, fine-tuned, ...)
     text_seen: str = "none"  # which text the LM reads (item prompt fields, user histories)

@@ -1,7 +1,9 @@
 """Make RecBole 1.2.1 run on the pinned stack (numpy 2, torch 2.13, setuptools 80).
 
-Import this module before anything imports ``recbole``; ``bench/__init__.py`` does so. Each
-fix below is the smallest one that works, and each has a test in ``tests/test_compat.py``.
+Import this module before anything imports ``recbole``; ``bench/__init__.py`` does so. Fixes
+(5) and (8) patch RecBole's own modules, so they run from an import hook the moment ``recbole``
+is first imported (``import bench`` stays light: no torch, no RecBole). Each fix below is the
+smallest one that works, and each has a test in ``tests/test_compat.py``.
 See ``../shared/spec/dependencies.md`` section 3 for the errors they prevent.
 
 1. numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_`` that ``Config`` re-aliases.
@@ -22,6 +24,7 @@ See ``../shared/spec/dependencies.md`` section 3 for the errors they prevent.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -67,13 +70,6 @@ def _stub_ray_if_unimportable() -> None:
 
 _stub_ray_if_unimportable()
 
-import torch  # noqa: E402
-
-import recbole.model.sequential_recommender  # noqa: E402,F401  (5) imports sine.py
-import recbole.trainer.trainer as _recbole_trainer  # noqa: E402
-
-torch.autograd.set_detect_anomaly(False)
-
 
 class NullSummaryWriter:
     """(8) Stands in for tensorboard's SummaryWriter so RecBole writes no ``log_tensorboard/``."""
@@ -82,7 +78,44 @@ class NullSummaryWriter:
         return lambda *args, **kwargs: None
 
 
-_recbole_trainer.get_tensorboard = lambda logger: NullSummaryWriter()  # (8)
+def _patch_recbole() -> None:
+    """(5) and (8), which need RecBole's own modules: import the model zoo (``sine.py`` turns
+    anomaly mode on at import), turn anomaly mode off again, and swap the tensorboard writer."""
+    import recbole.model.sequential_recommender  # noqa: F401  (5) imports sine.py
+    import recbole.trainer.trainer as recbole_trainer
+    import torch
+
+    torch.autograd.set_detect_anomaly(False)
+    recbole_trainer.get_tensorboard = lambda logger: NullSummaryWriter()  # (8)
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``_patch_recbole`` right after the ``recbole`` package is first imported, whoever
+    imports it. Why a hook rather than importing RecBole here: RecBole pulls in torch, scipy
+    and scikit-learn (3 s), and ``import bench`` is also what ``python -m bench --help`` and
+    the leaderboard commands pay, which need none of them."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "recbole":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        real_exec = spec.loader.exec_module
+
+        def exec_module(module: types.ModuleType) -> None:
+            real_exec(module)
+            _patch_recbole()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if "recbole" in sys.modules:  # imported before bench: patch now
+    _patch_recbole()
+elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _PatchAfterImport())
 
 
 @contextlib.contextmanager
@@ -98,6 +131,7 @@ def isolated_argv() -> Iterator[None]:
 
 def recbole_config(model: Any, dataset: str, config_dict: dict[str, Any]):
     """Build a RecBole ``Config`` from an explicit dict, immune to ``sys.argv``."""
+    import torch
     from recbole.config import Config
 
     with isolated_argv():

@@ -49,6 +49,7 @@ class PeakMemory:
     def __init__(self, device: torch.device, interval: float = 0.02):
         self.device, self.interval = device, interval
         self.peak: int | None = None
+        self.baseline: int | None = None  # CPU: the process's RSS when the block began
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -62,7 +63,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self.peak = _rss_bytes()
+            self.peak = self.baseline = _rss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -81,8 +82,11 @@ class PeakMemory:
     def figure(self) -> dict[str, Any]:
         kind = ("cuda max_memory_allocated" if self.device.type == "cuda"
                 else "cpu peak resident set size of the process (sampled every 20 ms)")
-        return {"bytes": self.peak, "mib": None if self.peak is None else self.peak / 2**20,
-                "kind": kind, "device": device_name(self.device)}
+        figure = {"bytes": self.peak, "mib": None if self.peak is None else self.peak / 2**20,
+                  "kind": kind, "device": device_name(self.device)}
+        if self.baseline is not None:  # what the process held before (imports, data, caches)
+            figure["baseline_mib"] = self.baseline / 2**20
+        return figure
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
 from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
+from bench.runtime import release_free_heap
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
 
@@ -190,6 +191,7 @@ def execute(cfg: dict[str, Any], force: bool = False) -> Outcome:
     if cfg.get("resume", True):
         resume = EpochCheckpoint(checkpoint_path(record_path),
                                  resume_identity(cfg, prepared.fingerprint))
+    release_free_heap()  # a previous run's freed heap must not count in this run's peak RSS
     with adapter.run_lock(cfg, prepared):
         art = train_and_test(cfg, adapter, prepared, data_path, device, resume=resume)
     write_run(record_path, art.record, art.per_user)

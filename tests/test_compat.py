@@ -61,3 +61,39 @@ def test_training_writes_nothing_into_the_current_directory(tmp_path, monkeypatc
     out = execute(compose(tiny_overrides(tmp_path, "train.epochs=1")), force=True)
     assert out.record_path.exists()
     assert list(cwd.iterdir()) == []  # no log/, log_tensorboard/ or saved/
+
+
+def _fresh_python(code: str) -> str:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_import_bench_and_its_parser_load_neither_torch_nor_recbole():
+    code = ("import sys, bench; from bench.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'recbole', 'sklearn') if m in sys.modules))")
+    assert _fresh_python(code) == "[]"  # `python -m bench --help` costs no heavy import
+
+
+def test_recbole_is_patched_whichever_is_imported_first():
+    check = ("import torch, recbole.trainer.trainer as t; "
+             "print(torch.is_anomaly_enabled(), type(t.get_tensorboard(None)).__name__)")
+    bench_first = "import bench; import recbole.data.interaction; " + check
+    recbole_first = "import recbole.model.sequential_recommender.sine; import bench; " + check
+    assert _fresh_python(bench_first) == "False NullSummaryWriter"
+    assert _fresh_python(recbole_first) == "False NullSummaryWriter"
+
+
+def test_roofline_parser_lists_every_ranking_kernel():
+    from bench.evaluation.ranking import RANKING_KERNELS
+    from bench.roofline import _KERNELS
+
+    assert tuple(_KERNELS.split(",")) == RANKING_KERNELS
+
+
+def test_adapters_know_the_sequential_backbones_without_importing_them():
+    from bench.adapters import SEQUENTIAL_BACKBONES
+    from bench.backbones import SEQUENTIAL
+
+    assert SEQUENTIAL_BACKBONES == tuple(SEQUENTIAL)

@@ -34,6 +34,32 @@ def test_peak_memory_sees_a_large_cpu_allocation():
     assert int(out[0]) > 48 * 2**20 and out[1:] == ["True", "True"]
 
 
+_RELEASE_SCRIPT = """
+import torch
+import bench  # applies the heap settings that keep freed large blocks
+from bench.efficiency import _rss_bytes
+from bench.runtime import release_free_heap
+start = _rss_bytes()
+x = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched, then freed
+x += 1
+held = _rss_bytes()
+del x
+release_free_heap()
+print(held - start, _rss_bytes() - start)
+"""
+
+
+def test_freed_heap_is_given_back_before_the_next_run():
+    """``bench run --seeds 0,1,2`` trains in one process: run 2's peak RSS must not include
+    what run 1 freed (``execute`` calls ``release_free_heap`` first)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _RELEASE_SCRIPT], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert int(out[0]) > 200 * 2**20 and int(out[1]) < 32 * 2**20
+
+
 def test_inference_profile_reports_labelled_percentiles_and_throughput(trained):
     art = trained("sasrec", "full")
     prof = inference_profile(art.model, art.test, torch.device("cpu"), latency_users=30,
@@ -49,6 +75,7 @@ def test_inference_profile_reports_labelled_percentiles_and_throughput(trained):
 def test_every_record_carries_training_and_inference_efficiency(trained):
     eff = trained("sasrec", "full").record["efficiency"]
     assert eff["peak_memory_train"]["bytes"] > 0
+    assert 0 < eff["peak_memory_train"]["baseline_mib"] <= eff["peak_memory_train"]["mib"]
     assert eff["inference"]["peak_memory"]["bytes"] > 0
     assert eff["inference"]["latency_ms"]["users"] == 20  # tests time 20 users, runs 200
     assert np.isfinite(eff["inference"]["throughput"]["users_per_second"])
@@ -66,7 +93,7 @@ def test_roofline_reports_fractions_of_the_matmul_rate(capsys):
                  "--size", "256", "--device", "cpu", "--kernels", "eager"]) == 0
     out = capsys.readouterr().out
     assert "matmul rate" in out and "of the matmul rate (target >= 0.50 on CPU)" in out
-    from bench.roofline import roofline
+    from bench.evaluation.roofline import roofline
 
     res = roofline(torch.device("cpu"), 256, 512, 16, 64, size=256, kernels=("eager",))
     assert res["matmul_gflops"] > 0 and res["scoring_ranking_eager_fraction"] > 0
