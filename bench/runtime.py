@@ -24,6 +24,10 @@ _TRIM_BYTES = 2**31 - 1  # mallopt takes a C int
 _state = "glibc defaults (not applied yet)"
 
 
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
 def tune_malloc() -> str:
     """Apply the heap settings on glibc; return a label of what is in effect."""
     global _state
@@ -31,7 +35,7 @@ def tune_malloc() -> str:
         _state = "glibc defaults (BENCH_MALLOC=default)"
         return _state
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES) == 1
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         ok = False
@@ -49,7 +53,7 @@ def release_free_heap() -> None:
     Called before each run; it costs milliseconds and changes no result."""
     gc.collect()
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the allocator keeps what it keeps
         pass
 
