@@ -50,7 +50,6 @@ def _include(paths: list[str] | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import compose
-    from bench.runner import execute_all
 
     _include(args.include)
     for key in ("methods", "backbones", "datasets", "seeds", "protocol"):
@@ -77,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "backbone": backbones, "seed": seeds}
         return launch(axes, overrides + launcher_overrides, args.launcher, args.force,
                       Path(configs[0]["paths"]["runs"]), args.include or [])
+    from bench.runner import execute_all  # torch and RecBole: only once the names are checked
+
     outcomes = execute_all(configs, force=args.force)
     print(summary_table(outcomes))
     return 0
