@@ -334,7 +334,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
         ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
         return ndcg, {"ndcg@10": ndcg}
 
-    trainer = BenchTrainer(rb_config, model, valid_fn)
+    trainer = BenchTrainer(rb_config, model, valid_fn,
+                           step_progress=bool(cfg.get("show_progress", True)))
     seconds_before = resume.restore(trainer, loader) if resume is not None else 0.0
     bar = tqdm(total=t["epochs"], initial=len(trainer.valid_history), desc=str(key),
                unit="epoch", leave=True, disable=not cfg.get("show_progress", True),

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
+from tqdm import tqdm
 
 from bench.backbones import TARGET_SEQ
 from bench.item_tables import one_table_per_step
@@ -127,12 +128,20 @@ class Seq2SeqTrainLoader:
             yield self._collate(rows)
 
 
+# Seconds an epoch runs before its step bar appears: ID models on small data finish an epoch
+# in a second or two and show only the epoch bar; MoRec or a large dataset on a CPU (minutes per
+# epoch) shows steps as well.
+_STEP_BAR_DELAY = 5.0
+
+
 class BenchTrainer(Trainer):
     """RecBole's Trainer; validation by ``valid_fn`` (returns NDCG@10 and a metric dict)."""
 
-    def __init__(self, config, model, valid_fn: Callable[[], tuple[float, dict]]):
+    def __init__(self, config, model, valid_fn: Callable[[], tuple[float, dict]],
+                 step_progress: bool = False):
         super().__init__(config, model)
         self.valid_fn = valid_fn
+        self.step_progress = step_progress
         self.best_state: dict | None = None
         self.best_epoch = -1
         self.epoch_seconds: list[float] = []
@@ -156,6 +165,10 @@ class BenchTrainer(Trainer):
                 return loss_func(interaction)
 
         start = time.perf_counter()
+        if self.step_progress:  # a transient bar of the epoch's steps, shown only if it is slow
+            train_data = tqdm(train_data, total=len(train_data), desc=f"epoch {epoch_idx + 1}",
+                              unit="step", leave=False, delay=_STEP_BAR_DELAY, mininterval=1.0,
+                              dynamic_ncols=True)
         loss = super()._train_epoch(train_data, epoch_idx, step_loss, show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         return loss

@@ -146,3 +146,23 @@ def test_tiled_training_is_a_protocol_value(tmp_path):
             != protocol_fingerprint(tiled["protocol"], tiled["dataset"]))
     with pytest.raises(BenchError, match="protocol.training"):
         compose(tiny_overrides(tmp_path, "protocol.training=prefixes"))
+
+
+def test_a_slow_epoch_shows_its_steps(tmp_path, monkeypatch, capsys):
+    """Minutes-long epochs (MoRec, big data on a CPU) get a transient step bar under the epoch
+    bar; fast ones do not (the bar waits ``_STEP_BAR_DELAY`` seconds before it appears)."""
+    import bench.training as training
+    from bench.config import compose
+    from bench.runner import execute
+
+    from conftest import tiny_overrides
+
+    def steps_shown(delay: float, run: str) -> bool:
+        monkeypatch.setattr(training, "_STEP_BAR_DELAY", delay)
+        execute(compose(tiny_overrides(tmp_path / run, "train.epochs=1", "show_progress=true",
+                                       "efficiency.inference=false")), force=True)
+        err = capsys.readouterr().err
+        return "epoch 1: " in err and "step" in err  # the epoch bar itself says "epoch/s"
+
+    assert steps_shown(0.0, "slow")
+    assert not steps_shown(3600.0, "fast")
