@@ -2,7 +2,7 @@
 
 The scoring path of every sequential model ends in ``user @ items.T`` followed by ranking (the
 pessimistic rank of the target: one comparison and one count per score). Its useful work is
-2 x users x items x dim FLOPs. This command measures the device's dense matmul rate once
+2 x users x items x dim FLOPs. This module measures the device's dense matmul rate once
 (square ``torch.mm``), then times scoring alone and scoring + ranking at a realistic size with
 the suite's own ``pessimistic_rank``, under each ranking kernel (``ranking_kernel`` in the run
 config), and prints each as a fraction of that rate. Warm-up, median of repeats, CUDA
