@@ -5,7 +5,7 @@ pessimistic rank of the target: one comparison and one count per score). Its use
 2 x users x items x dim FLOPs. This module measures the device's dense matmul rate once
 (square ``torch.mm``), then times scoring alone and scoring + ranking at a realistic size with
 the suite's own ``pessimistic_rank``, under each ranking kernel (``ranking_kernel`` in the run
-config), and prints each as a fraction of that rate. Warm-up, median of repeats, CUDA
+config), and reports each as a fraction of that rate. Warm-up, median of repeats, CUDA
 synchronised. ``python -m bench roofline`` (``bench/roofline.py``) prints it.
 
 With dim 64 a score costs 128 FLOPs, so ranking (a compare and a count per score, memory
