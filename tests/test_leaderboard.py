@@ -132,6 +132,8 @@ def _ranks(method: str, seed: int, head: np.ndarray) -> np.ndarray:
     base = rng.integers(1, 60, N_USERS)
     if method == "llmemb":
         base = np.where(head, base, np.maximum(1, base // 3))
+    if method == "pad":  # worse everywhere: every target ranked 4 places lower
+        base = base + 4
     return base
 
 
@@ -205,6 +207,28 @@ def test_page_content_follows_the_records(tmp_path):
     # llmemb ranks tail targets 3x higher: its tail-item gain over id is positive and significant
     tail = next(r for r in rows if r[:3] == ["llmemb", "sasrec", "tail items"])
     assert float(tail[4]) > 0 and tail[8] == "<0.0001" and float(tail[9]) < 0.001
+
+
+def _summary(index: str) -> dict[str, list[str]]:
+    section = index.split("## Where does each method help?")[1]
+    lines = [ln for ln in section.splitlines() if ln.startswith("| synthetic")]
+    return {cells[2]: cells[4:] for cells in
+            ([c.strip() for c in ln.strip("|").split("|")] for ln in lines)}
+
+
+def test_the_index_summary_reads_the_pages_tests(tmp_path):
+    rows = (("id", "sasrec", (0, 1, 2)), ("llmemb", "sasrec", (0, 1, 2)), ("pad", "sasrec", (0,)),
+            ("alpharec", "lightgcn", (0,)))
+    build(write_records(tmp_path / "records", rows), tmp_path / "boards", with_plots=False)
+    summary = _summary((tmp_path / "boards" / "README.md").read_text())
+    assert set(summary) == {"llmemb", "pad"}  # alpharec/lightgcn has no ID row to compare with
+    seeds, overall, head = summary["pad"][:3]
+    assert seeds == "1 †" and overall.endswith("▼") and head.endswith("▼")
+    assert summary["llmemb"][0] == "3" and summary["llmemb"][3].endswith("▲")  # tail items
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    delta = page.split("## Δ NDCG@10 vs the same backbone's ID-only row")[1]
+    row = next(ln for ln in delta.splitlines() if ln.startswith("| pad") and "| overall" in ln)
+    assert overall.split()[0] == row.split("|")[7].split()[0]  # the page's relative Δ
 
 
 def test_learned_tables_are_averaged_over_seeds_in_their_own_section(tmp_path):

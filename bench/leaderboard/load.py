@@ -78,6 +78,9 @@ class Page:
     rows: list[Row]
     groups: dict[str, np.ndarray]  # group -> boolean mask over the page's users (sorted ids)
     users: np.ndarray
+    # Derived results computed once and read by several tables (the Δ-vs-ID tests feed the
+    # page and the index's summary); never part of a page's identity.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def runs(self) -> list[Run]:

@@ -14,7 +14,7 @@ import numpy as np
 from tabulate import tabulate
 
 from bench.leaderboard.learned import is_table, learned_tables
-from bench.leaderboard.load import METRICS, Page, Row, Run
+from bench.leaderboard.load import GROUPS, METRICS, Page, Row, Run
 from bench.leaderboard.stats import (
     PERMUTATIONS,
     PairedResult,
@@ -216,9 +216,13 @@ class Comparison:
     reference: Row
     group: str
     result: PairedResult
+    p_t: float = math.nan  # Holm-adjusted over the comparisons of its table
+    p_rand: float = math.nan
 
 
 def _compare(page: Page, pairs: list[tuple[Row, Row, str]], metric: str) -> list[Comparison]:
+    """Paired tests of each (row, reference, group), Holm-adjusted as one family: the table
+    they are printed in."""
     out = []
     for row, ref, group in pairs:
         mask = page.groups[group]
@@ -226,16 +230,18 @@ def _compare(page: Page, pairs: list[tuple[Row, Row, str]], metric: str) -> list
             continue
         res = paired(row.user_values[metric][mask], ref.user_values[metric][mask])
         out.append(Comparison(row, ref, group, res))
+    p_t = holm([c.result.p_t for c in out])
+    p_r = holm([c.result.p_rand for c in out])
+    for c, pt, pr in zip(out, p_t, p_r):
+        c.p_t, c.p_rand = pt, pr
     return out
 
 
 def _delta_table(comparisons: list[Comparison], first: Callable[[Comparison], list[str]],
                  first_headers: list[str]) -> str:
-    p_t = holm([c.result.p_t for c in comparisons])
-    p_r = holm([c.result.p_rand for c in comparisons])
     rows = []
-    for c, pt, pr in zip(comparisons, p_t, p_r):
-        r = c.result
+    for c in comparisons:
+        r, pt, pr = c.result, c.p_t, c.p_rand
         rel = (f"{_pct(r.rel)} [{_pct(r.rel_low)}, {_pct(r.rel_high)}]" if r.rel is not None
                else "–")
         rows.append(first(c) + [LABELS[c.group], f"{r.n:,}", _num(r.diff, signed=True),
@@ -246,11 +252,20 @@ def _delta_table(comparisons: list[Comparison], first: Callable[[Comparison], li
     return _table(rows, headers)
 
 
+def vs_id(page: Page, metric: str) -> list[Comparison]:
+    """Every non-ID row against the same backbone's ``id`` row, per shown group. Computed once
+    per page and metric: the page's Δ table and the index's summary read the same tests."""
+    key = ("vs_id", metric)
+    if key not in page.memo:
+        ids = {r.backbone: r for r in page.rows if r.method == "id"}
+        pairs = [(row, ids[row.backbone], g) for row in page.rows
+                 if row.method != "id" and row.backbone in ids for g in page.shown_groups]
+        page.memo[key] = _compare(page, pairs, metric)
+    return page.memo[key]
+
+
 def delta_vs_id(page: Page, metric: str) -> str | None:
-    ids = {r.backbone: r for r in page.rows if r.method == "id"}
-    pairs = [(row, ids[row.backbone], g) for row in page.rows
-             if row.method != "id" and row.backbone in ids for g in page.shown_groups]
-    comps = _compare(page, pairs, metric)
+    comps = vs_id(page, metric)
     if not comps:
         return None
     return _delta_table(comps, lambda c: [c.row.method, c.row.backbone], ["method", "backbone"])
@@ -395,23 +410,71 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
     return "\n\n".join(parts) + "\n"
 
 
+ALPHA = 0.05  # the summary's significance level, on Holm-adjusted p-values
+SUMMARY_METRIC = "NDCG@10"
+HELPS_NOTE = (
+    f"Each cell: {SUMMARY_METRIC} of the row relative to the same backbone's ID-only row on the "
+    "same page, over the same users (absolute where the ID row scores 0). ▲ better and ▼ worse: "
+    f"both paired tests, t and sign-flip randomization, give p < {ALPHA} after the Holm "
+    "adjustment over the page's Δ table (the numbers printed there); · neither direction is "
+    "significant; – the group is not shown on that page. † one seed: the per-user tests then "
+    "see one training run and nothing of the spread between seeds.")
+
+
+def _verdict(c: Comparison) -> str:
+    r = c.result
+    if max(c.p_t, c.p_rand) < ALPHA and r.diff != 0.0:
+        mark = "▲" if r.diff > 0 else "▼"
+    else:
+        mark = "·"
+    return f"{_pct(r.rel) if r.rel is not None else _num(r.diff, signed=True)} {mark}"
+
+
+def helps_table(pages: list[Page]) -> str | None:
+    """The suite's question at a glance: for every page, where each method differs from its
+    ID-only backbone, from the same tests as the page's Δ table."""
+    rows = []
+    for page in pages:
+        by_row: dict[str, dict[str, Comparison]] = {}
+        for c in vs_id(page, SUMMARY_METRIC):
+            by_row.setdefault(c.row.name, {})[c.group] = c
+        for row in page.rows:
+            if row.name not in by_row:
+                continue
+            cells = by_row[row.name]
+            seeds = f"{len(row.seeds)}" + (f" {SINGLE_SEED}" if len(row.seeds) < 2 else "")
+            rows.append([page.dataset, page.protocol, row.method, row.backbone, seeds]
+                        + [_verdict(cells[g]) if g in cells else "–" for g in GROUPS])
+    if not rows:
+        return None
+    return _table(rows, ["dataset", "protocol", "method", "backbone", "seeds"]
+                  + [LABELS[g] for g in GROUPS])
+
+
 def index_markdown(pages: list[Page], files: dict[str, str], records: str,
                    efficiency: str | None = None, sensitivity: str | None = None) -> str:
     rows = [[f"[{p.dataset}]({files[p.slug]})", p.protocol, str(len(p.rows)),
              str(len(p.runs)), ", ".join(sorted({r.method for r in p.rows})), _data_cell(p)]
             for p in pages]
     columns = ["dataset", "protocol", "rows", "records", "methods", "data"]
-    table = _table(rows, columns) if rows else \
-        "No records yet: run `python -m bench run ...` with `paths.runs=leaderboards/records`."
-    return "\n\n".join([
+    parts = [
         MARKER, "# Leaderboards",
         "One page per (dataset, protocol), generated from the run records in "
         f"[`{records}`]({records}) by `python -m bench leaderboard`. Each page starts with the "
         "protocol it was measured under; rows are method × backbone, mean ± 95% interval over "
         "seeds, with paired significance tests against the ID-only backbone and the best row.",
-        table] + ([f"Training and serving cost per method × backbone × device: "
-                   f"[efficiency.md](efficiency.md), from the records in [`{efficiency}`]"
-                   f"({efficiency})."] if efficiency else [])
-        + ([f"Would the papers' protocol have ranked the methods the same way? "
-            f"[{sensitivity}]({sensitivity}): Kendall's tau between the `full` and `paper` "
-            "rankings, and the pairs that flip."] if sensitivity else [])) + "\n"
+        _table(rows, columns) if rows else
+        "No records yet: run `python -m bench run ...` with `paths.runs=leaderboards/records`."]
+    if efficiency:
+        parts.append("Training and serving cost per method × backbone × device: "
+                     f"[efficiency.md](efficiency.md), from the records in [`{efficiency}`]"
+                     f"({efficiency}).")
+    if sensitivity:
+        parts.append("Would the papers' protocol have ranked the methods the same way? "
+                     f"[{sensitivity}]({sensitivity}): Kendall's tau between the `full` and "
+                     "`paper` rankings, and the pairs that flip.")
+    helps = helps_table(pages)
+    if helps:
+        parts += [f"## Where does each method help? (Δ {SUMMARY_METRIC} vs ID)", helps,
+                  HELPS_NOTE]
+    return "\n\n".join(parts) + "\n"
