@@ -32,6 +32,7 @@ from bench.errors import BenchError
 from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
+from bench.fast_layers import accelerate
 from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
 from bench.runtime import release_free_heap
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
@@ -300,6 +301,7 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
     prepare_seconds = time.perf_counter() - prepare_start
     init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
+    ctx.extras["layer_swaps"] = accelerate(model)  # same layers, cheaper CPU kernels
     if cold is not None:  # cold items are not in the catalogue while the model trains
         if not hasattr(model, "exclude_items"):
             raise BenchError(f"method '{key.method}' built a {type(model).__name__}, which "
@@ -388,6 +390,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
                 repeats=int(eff.get("repeats", 3)))
         record["efficiency"]["inference"]["peak_memory"] = infer_memory.figure()
     record["provenance"]["git"] = code_at_start
+    record["provenance"]["layer_swaps"] = ctx.extras.get("layer_swaps", {})
     return Artifacts(record, per_user, model, dataset, tuple(splits), rb_config, valid, test)
 
 

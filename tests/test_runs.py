@@ -58,6 +58,9 @@ def test_record_and_sidecar_contents(trained):
     assert rec["protocol"]["training"] == "seq2seq"
     assert rec["provenance"]["device"].startswith("cpu")
     assert rec["provenance"]["packages"]["recbole"] == "1.2.1"
+    # SASRec's dropouts (input, 3 per block x 2 blocks) and GELUs (1 per block) were swapped
+    assert rec["provenance"]["layer_swaps"] == {"dropout": 7, "gelu": 2}
+    assert not any(type(m) is torch.nn.Dropout for m in art.model.modules())
     # head items are the top 20% of items by training popularity
     pop = side.groupby("target")["target_train_pop"].first()
     head = side.groupby("target")["head_item"].first()

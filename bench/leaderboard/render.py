@@ -459,10 +459,10 @@ def index_markdown(pages: list[Page], files: dict[str, str], records: str,
     columns = ["dataset", "protocol", "rows", "records", "methods", "data"]
     parts = [
         MARKER, "# Leaderboards",
-        "One page per (dataset, protocol), generated from the run records in "
-        f"[`{records}`]({records}) by `python -m bench leaderboard`. Each page starts with the "
-        "protocol it was measured under; rows are method × backbone, mean ± 95% interval over "
-        "seeds, with paired significance tests against the ID-only backbone and the best row.",
+        ("One page per (dataset, protocol), generated from the run records in "
+         f"[`{records}`]({records}) by `python -m bench leaderboard`. Each page starts with the "
+         "protocol it was measured under; rows are method × backbone, mean ± 95% interval over "
+         "seeds, with paired significance tests against the ID-only backbone and the best row."),
         _table(rows, columns) if rows else
         "No records yet: run `python -m bench run ...` with `paths.runs=leaderboards/records`."]
     if efficiency:
