@@ -92,7 +92,9 @@ def summary_table(outcomes) -> str:
     for o in outcomes:
         rec = o.record or read_record(o.record_path)
         m = rec["metrics"]["test"]
-        fmt = lambda g, k: "-" if m[g][k] is None else f"{m[g][k]:.4f}"  # noqa: E731
+
+        def fmt(g: str, k: str, m=m) -> str:
+            return "-" if m[g][k] is None else f"{m[g][k]:.4f}"
         rows.append([o.key.dataset, o.key.protocol, o.key.method, o.key.backbone, o.key.seed,
                      fmt("overall", "NDCG@10"), fmt("head_item", "NDCG@10"),
                      fmt("tail_item", "NDCG@10"), fmt("overall", "HR@10"),
