@@ -428,9 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.efficiency_runs import add_parser as add_efficiency
     from bench.roofline import add_parser as add_roofline
     from bench.speed_encode import add_parser as add_speed_encode
+    from bench.status import add_parser as add_status
 
     add_efficiency(sub)
     add_roofline(sub)
+    add_status(sub)
 
     add_speed_encode(sub)
     return parser
