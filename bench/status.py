@@ -27,7 +27,7 @@ class RunState:
     state: str  # "done", "resumable", "running" (checkpoint written within the last epochs)
     epochs: int
     best_valid: float | None
-    best_epoch: int | None
+    best_epoch: int | None  # 0-based, as records and RecBole count; shown from 1, as bars count
     train_seconds: float | None
     test_ndcg10: float | None
     updated: float  # mtime of the file read
@@ -106,7 +106,8 @@ def table(states: list[RunState], now: float) -> str:
     from tabulate import tabulate
 
     rows = [[*s.key, s.state, s.epochs,
-             f"{_num(s.best_valid)} (epoch {s.best_epoch})" if s.best_valid is not None else "–",
+             f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})" if s.best_valid is not None
+             else "–",
              _num(s.test_ndcg10), _duration(s.train_seconds), _duration(now - s.updated) + " ago"]
             for s in states]
     return tabulate(rows, headers=["dataset", "protocol", "method", "backbone", "seed", "state",

@@ -60,6 +60,7 @@ def test_the_command_prints_one_row_per_run_and_a_count(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| beauty" in out and "1 h 07 min" in out  # the record's 4,000 s of training
     assert "1 done, 1 resumable" in out
+    assert "0.1200 (epoch 10)" in out and "0.2000 (epoch 4)" in out  # best epochs, from 1
 
 
 def test_a_missing_folder_or_a_broken_record_is_one_clear_error(tmp_path, capsys):
