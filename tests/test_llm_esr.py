@@ -146,6 +146,22 @@ def test_ablation_switches(built):
     assert nosd.sd_alpha == 0 and not hasattr(nosd, "sd_neighbours")
 
 
+def test_nomask_is_the_originals_unmasked_cross_attention(built):
+    full, full_ctx, _ = built("sasrec")
+    nomask, ctx, _ = built("sasrec", "llm_esr-nomask")
+    assert full.cross_causal and not nomask.cross_causal
+    assert full_ctx.extras["record_info"]["cross_attention"] == "causal"
+    assert ctx.extras["record_info"]["cross_attention"] == "bidirectional"
+    # unmasked, a position's output depends on the items after it: its own target included
+    seq = torch.tensor([[5, 9, 12, 7, 3, 0]])
+    later = torch.tensor([[5, 9, 4, 8, 11, 0]])  # the same first two items, others after them
+    for model, leaks in ((full, False), (nomask, True)):
+        model.eval()
+        with torch.no_grad():
+            a, b = model.sequence_output(seq)[0, :2], model.sequence_output(later)[0, :2]
+        assert torch.allclose(a, b) != leaks
+
+
 def test_llm_esr_end_to_end_record(esr_dir, built):
     built("sasrec")  # the embeddings are cached by now
     cfg = compose(tiny_overrides(esr_dir, "method=llm_esr", "train.epochs=2"))

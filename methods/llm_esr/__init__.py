@@ -9,7 +9,8 @@ vectors) over one shared backbone, with cross-attention between the views.
 
 Ablations (the paper's Table 2): ``sd=false`` (no self-distillation, llm_esr-nosd),
 ``cross_attention=false`` (llm_esr-noca), ``pca_init=false`` (random init of the ID view,
-llm_esr-randinit).
+llm_esr-randinit). ``cross_attention_mask=none`` (llm_esr-nomask) is the original's unmasked
+cross-attention, to measure the suite's one departure (see model.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bench.adapters import BuildContext, MethodAdapter
 from bench.encoders.cache import ArrayCache, cache_key
 from bench.encoders.similar import top_k_cosine
 from bench.encoders.tables import align_to_recbole, item_embeddings, pca, user_embeddings
+from bench.errors import BenchError
 from bench.training import training_windows
 from methods.llm_esr.model import dual_view_class
 
@@ -88,10 +90,15 @@ class LLMESR(MethodAdapter):
         pca_table = (align_to_recbole(pca(x["llm_table"], dim), ctx.prepared, ctx.train_dataset)
                      if m["pca_init"] else None)
         hidden = int(m["adapter_hidden"] or max(1, llm.size(1) // 2))
-        model.setup_views(llm, pca_table, hidden, bool(m["cross_attention"]), int(m["heads"]))
+        mask = m.get("cross_attention_mask", "auto")  # only llm_esr-nomask sets it
+        if mask not in ("auto", "none"):
+            raise BenchError(f"bad config value method.cross_attention_mask={mask!r}: auto (causal "
+                             "on causal backbones) or none (the original's unmasked form)")
+        model.setup_views(llm, pca_table, hidden, bool(m["cross_attention"]), int(m["heads"]),
+                          causal_cross=False if mask == "none" else None)
         ctx.extras["record_info"] = {
             "cross_attention": ("off" if not m["cross_attention"] else
-                                "causal" if model.objective == "causal" else "bidirectional"),
+                                "causal" if model.cross_causal else "bidirectional"),
             "id_view_init": "pca" if m["pca_init"] else "random", "adapter_hidden": hidden,
             "self_distillation": bool(m["sd"])}
         if m["sd"]:

@@ -48,7 +48,10 @@ class DualViewMixin:
     """Put before a ``bench.backbones`` class; ``setup_views`` after the backbone is built."""
 
     def setup_views(self, llm_table: torch.Tensor, pca_table: torch.Tensor | None,
-                    adapter_hidden: int, cross_attention: bool, heads: int) -> None:
+                    adapter_hidden: int, cross_attention: bool, heads: int,
+                    causal_cross: bool | None = None) -> None:
+        """``causal_cross``: mask the cross-attention causally (default: when the backbone is
+        causal; False on a causal backbone is the original's unmasked form)."""
         dim = self.item_embedding.embedding_dim
         n_rows = self.item_embedding.weight.shape[0]
         if pca_table is not None:  # the collaborative view starts from the semantic one
@@ -58,6 +61,7 @@ class DualViewMixin:
                                        dim, extra_rows=n_rows - llm_table.size(0))
         self.cross = (nn.ModuleDict({"id": CrossAttention(dim, heads), "llm": CrossAttention(dim, heads)})
                       if cross_attention else None)
+        self.cross_causal = self.objective == "causal" if causal_cross is None else causal_cross
         self.sd_alpha = 0.0
 
     def setup_distillation(self, alpha: float, neighbours: torch.Tensor, users: torch.Tensor,
@@ -78,7 +82,7 @@ class DualViewMixin:
         s_id = self.input_layer(item_seq, self.item_embedding(item_seq))
         s_llm = self.input_layer(item_seq, self.llm_items(item_seq))
         if self.cross is not None:
-            pad, causal = item_seq == 0, self.objective == "causal"
+            pad, causal = item_seq == 0, self.cross_causal
             s_id, s_llm = (self.cross["id"](s_llm, s_id, pad, causal),
                            self.cross["llm"](s_id, s_llm, pad, causal))
         return torch.cat([self.encode(item_seq, s_id), self.encode(item_seq, s_llm)], dim=-1)
