@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ _LAYOUT = "<dataset>/<protocol>/<method>/<backbone>/seed-<k>"
 @dataclass
 class RunState:
     key: tuple[str, str, str, str, int]  # dataset, protocol, method, backbone, seed
-    state: str  # "done", "resumable", "running" (checkpoint written within the last epochs)
+    state: str  # done, running (checkpoint rewritten within two epochs), resumable, unreadable
     epochs: int
     best_valid: float | None
     best_epoch: int | None  # 0-based, as records and RecBole count; shown from 1, as bars count
@@ -64,8 +66,9 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
         seconds = [float(s) for s in state["epoch_seconds"]] + \
             [float(s) for s in state["valid_seconds"]]
     except Exception as exc:  # noqa: BLE001 (a damaged checkpoint is reported, not fatal)
-        return RunState(key, f"checkpoint unreadable ({type(exc).__name__}): a rerun starts "
-                        "afresh", 0, None, None, None, None, updated)
+        print(f"note: checkpoint {path} is unreadable ({type(exc).__name__}); a rerun of its "
+              "run starts afresh", file=sys.stderr)
+        return RunState(key, "unreadable", 0, None, None, None, None, updated)
     per_epoch = sum(seconds) / max(1, epochs)
     # written after every epoch: one not rewritten for two epochs' time is no longer training
     running = now - updated < max(60.0, 2 * per_epoch)
@@ -122,9 +125,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"no runs under {args.runs} (expected {_LAYOUT}.json or .resume.pt)")
         return 0
     print(table(states, now))
-    counts: dict[str, int] = {}
-    for s in states:
-        counts[s.state.split(" ")[0]] = counts.get(s.state.split(" ")[0], 0) + 1
+    counts = Counter(s.state for s in states)
     print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) +
           ". A resumable run continues from its checkpoint when its `bench run` command is "
           "run again.")
