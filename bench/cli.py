@@ -429,10 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.roofline import add_parser as add_roofline
     from bench.speed_encode import add_parser as add_speed_encode
     from bench.status import add_parser as add_status
+    from bench.verify import add_parser as add_verify
 
     add_efficiency(sub)
     add_roofline(sub)
     add_status(sub)
+    add_verify(sub)
 
     add_speed_encode(sub)
     return parser

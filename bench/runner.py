@@ -277,7 +277,9 @@ class Setup:
 
 def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDataset,
                 data_path: Path, work_dir: Path, device: torch.device,
-                adapter_view: PreparedDataset | None = None) -> Setup:
+                adapter_view: PreparedDataset | None = None, fast_layers: bool = True) -> Setup:
+    """``fast_layers=False`` keeps torch's own dropout and GELU (``bench verify`` replaying a
+    record made before ``bench.fast_layers``, whose dropout masks come from another stream)."""
     protocol, t = cfg["protocol"], cfg["train"]
     if is_cold(protocol) and not cold_items(prepared):
         raise BenchError(f"protocol '{protocol['name']}' holds out cold items, but dataset "
@@ -301,7 +303,8 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
     prepare_seconds = time.perf_counter() - prepare_start
     init_seed(key.seed, True)
     model = adapter.build_model(ctx).to(device)
-    ctx.extras["layer_swaps"] = accelerate(model)  # same layers, cheaper CPU kernels
+    # same layers, cheaper CPU kernels
+    ctx.extras["layer_swaps"] = accelerate(model) if fast_layers else {}
     if cold is not None:  # cold items are not in the catalogue while the model trains
         if not hasattr(model, "exclude_items"):
             raise BenchError(f"method '{key.method}' built a {type(model).__name__}, which "
@@ -318,6 +321,18 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
                  data_seconds, prepare_seconds)
 
 
+def validation_fn(model, valid: EvalSplit, cfg: dict[str, Any], device: torch.device):
+    """What early stopping reads after each epoch: NDCG@10 over the validation users."""
+
+    def valid_fn() -> tuple[float, dict[str, float]]:
+        ranks = rank_targets(model, valid, cfg["train"]["eval_batch_size"], device,
+                             cfg.get("ranking_kernel", "eager"))
+        ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
+        return ndcg, {"ndcg@10": ndcg}
+
+    return valid_fn
+
+
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
                     work_dir: Path, device: torch.device, adapter_view: PreparedDataset,
                     resume: EpochCheckpoint | None = None) -> Artifacts:
@@ -330,13 +345,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     data_seconds, prepare_seconds = setup.data_seconds, setup.prepare_seconds
 
     kernel = cfg.get("ranking_kernel", "eager")
-
-    def valid_fn():
-        ranks = rank_targets(model, valid, t["eval_batch_size"], device, kernel)
-        ndcg = float(metric_columns(ranks, [10], 10)["NDCG@10"].mean())
-        return ndcg, {"ndcg@10": ndcg}
-
-    trainer = BenchTrainer(rb_config, model, valid_fn,
+    trainer = BenchTrainer(rb_config, model, validation_fn(model, valid, cfg, device),
                            step_progress=bool(cfg.get("show_progress", True)))
     seconds_before = resume.restore(trainer, loader) if resume is not None else 0.0
     bar = tqdm(total=t["epochs"], initial=len(trainer.valid_history), desc=str(key),
