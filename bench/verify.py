@@ -9,9 +9,9 @@ epoch 1 already says the record was not made by this code on this data. Earlier 
 caches (LLMEmb's SCFT, PAD's phases 1-2, the ID model LLMEmb aligns to) are read from the cache
 when they are there and built in full when not; only the run's own training is cut short.
 
-Floating-point results can differ in the last bits across thread counts and CPUs, and an
-early-stopping curve amplifies them slowly, so the comparison has a tolerance; the report says
-whether the curve was reproduced exactly.
+Floating-point results can differ in the last bits across CPUs, BLAS builds and commits that
+reorder a sum, and training amplifies them slowly, so the comparison has a tolerance; the
+report says whether the curve was reproduced exactly.
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ class Replay:
     replayed: list[float]
     commit: str | None
     device: str
+    stages: str  # the method's one-off stages in the replay: read from the cache or built
 
     def max_diff(self) -> float:
         return max((abs(a - b) for a, b in zip(self.recorded, self.replayed)), default=0.0)
@@ -105,7 +106,16 @@ def replay(cfg: dict[str, Any], record: dict[str, Any], epochs: int) -> Replay:
     here = provenance(device, None)
     return Replay(list(record["training"]["valid_ndcg10_per_epoch"][:epochs]),
                   list(trainer.valid_history), (here["git"] or {}).get("commit"),
-                  f"recorded on {record['provenance']['device']}, replayed on {here['device']}")
+                  f"recorded on {record['provenance']['device']}, replayed on {here['device']}",
+                  _stages(setup.ctx.extras.get("one_off") or {}))
+
+
+def _stages(one_off: dict[str, Any]) -> str:
+    """``embedding: cache, phase1: built`` -- a replay on a cached stage depends on that cache
+    having been built by the record's code, so the report says which it used."""
+    parts = [f"{name}: {'cache' if info.get('cache_hit') else 'built'}"
+             for name, info in one_off.items() if isinstance(info, dict) and "cache_hit" in info]
+    return ", ".join(parts) or "none"
 
 
 def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float) -> tuple[str, bool]:
@@ -123,15 +133,17 @@ def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float)
              + ("" if same_code else " (different commits: a difference may be the code's)"),
              "layers: " + ("bench.fast_layers, as the record's run" if fast_layers(record) else
                            "torch's dropout and GELU (the record predates bench.fast_layers)"),
+             f"one-off stages: {result.stages}",
              "", table, ""]
     ok = all(math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance)
              for a, b in zip(result.recorded, result.replayed))
     n = len(result.replayed)
     if result.exact():
-        lines.append(f"reproduced exactly: {n} of {n} epochs")
+        lines.append(f"reproduced exactly: {n} of {n} epochs (the same validation NDCG@10 to the "
+                     "last bit)")
     elif ok:
         lines.append(f"reproduced within {tolerance:g}: {n} epochs, largest |Δ| "
-                     f"{result.max_diff():.2e} (not bit for bit; thread count or CPU can do that)")
+                     f"{result.max_diff():.2e} (not to the last bit: another commit, CPU or BLAS build can do that)")
     else:
         bad = next(i for i, (a, b) in enumerate(zip(result.recorded, result.replayed))
                    if not math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance))

@@ -29,7 +29,7 @@ def test_a_fresh_record_replays_exactly(made, capsys):
     path, local = made
     assert main(["verify", str(path), "--epochs", "2", *local]) == 0
     out = capsys.readouterr().out
-    assert "reproduced exactly: 2 of 2 epochs" in out
+    assert "reproduced exactly: 2 of 2 epochs" in out and "one-off stages: none" in out
     assert len(list(path.parent.glob("seed-*.json"))) == 1  # nothing written beside it
 
 
