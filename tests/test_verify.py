@@ -27,7 +27,12 @@ def made(tmp_path_factory):
 
 def test_a_fresh_record_replays_exactly(made, capsys):
     path, local = made
+    cache = path.parents[5] / "cache"
+    cached = sorted(cache.rglob("*"))
+    assert any(p.name == "id-models" for p in cached)  # the run cached its trained model
     assert main(["verify", str(path), "--epochs", "2", *local]) == 0
+    # a 2-epoch model is never cached as the trained ID model other methods look up
+    assert sorted(cache.rglob("*")) == cached
     out = capsys.readouterr().out
     assert "reproduced exactly: 2 of 2 epochs" in out and "one-off stages: none" in out
     assert len(list(path.parent.glob("seed-*.json"))) == 1  # nothing written beside it
