@@ -3,6 +3,7 @@ curve; a record whose curve the code does not trace is reported, with exit code 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,20 @@ def test_several_records_are_summarised_and_one_failure_fails_all(made, tmp_path
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
             if line.startswith("| /")]
     assert rows == [[str(path), "1", "0.00e+00", "exact"], [str(forged), "1", "1.00e-03", "NOT"]]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("record", [
+    "synthetic/full/id/sasrec/seed-0.json",  # made before bench.fast_layers: torch's layers
+    "synthetic/paper/id/sasrec/seed-1.json",  # made with them
+])
+def test_committed_leaderboard_records_still_replay(record, tmp_path, capsys):
+    """A guard on the published numbers: a change that alters what training computes makes
+    the committed records unreproducible by the code beside them. If this fails on purpose,
+    rerun and republish the affected records (and say so), or make the change opt-in."""
+    path = REPO / "leaderboards" / "records" / record
+    code = main(["verify", str(path), "--epochs", "1", f"paths.cache={tmp_path / 'cache'}",
+                 "show_progress=false"])
+    assert code == 0, capsys.readouterr().out
