@@ -253,11 +253,20 @@ def cmd_report_sensitivity(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import time
 
-    from bench.leaderboard import build
+    from bench.leaderboard import Output, build
 
     start = time.perf_counter()
+    output = Output(check=args.check)
     written = build(Path(args.records), Path(args.out), with_plots=not args.no_plots,
-                    efficiency_dir=Path(args.efficiency_records))
+                    efficiency_dir=Path(args.efficiency_records), output=output)
+    if args.check:
+        for problem in output.problems:
+            print(f"out of date: {problem}")
+        verdict = ("not what the records give: run python -m bench leaderboard"
+                   if output.problems else "what the records give")
+        print(f"{args.out}: {len(written)} files checked against the records in {args.records} "
+              f"in {time.perf_counter() - start:.1f} s; {verdict}")
+        return 1 if output.problems else 0
     for path in written:
         print(f"wrote {path}")
     print(f"{len(written)} files from the records in {args.records} in "
@@ -386,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "leaderboards/efficiency-records; absent = no efficiency tables)")
     board.add_argument("--out", default="leaderboards", help="where pages go (default leaderboards)")
     board.add_argument("--no-plots", action="store_true", help="markdown only, no PNG plots")
+    board.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if a page under --out is not what the records "
+                       "give (differs, missing or stale; plots: present), e.g. in CI")
     board.set_defaults(func=cmd_leaderboard)
 
     report = sub.add_parser("report", help="analyses of the records (sensitivity)",

@@ -20,6 +20,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.leaderboard import build
 from bench.leaderboard.load import pinned_fingerprint
+from bench.leaderboard.render import MARKER
 from bench.leaderboard.stats import holm, paired, seed_interval, sign_flip_p
 from bench.records import SCHEMA, sidecar_path, write_run
 
@@ -193,6 +194,38 @@ def test_regeneration_restores_pages_byte_for_byte(tmp_path):
     (out / "synthetic-full-cost.png").unlink()
     build(records, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_check_names_every_file_that_is_not_what_the_records_give(tmp_path, capsys):
+    records = write_records(tmp_path / "records")
+    out = tmp_path / "boards"
+    build(records, out)
+    argv = ["leaderboard", "--records", str(records), "--out", str(out), "--efficiency-records",
+            str(tmp_path / "none")]
+    assert main([*argv, "--check"]) == 0
+    assert "what the records give" in capsys.readouterr().out
+    page = out / "synthetic-full.md"
+    page.write_text(page.read_text().replace("0.", "0,", 1))  # a hand edit
+    (out / "synthetic-full-cost.png").unlink()
+    (out / "synthetic-paper.md").write_text(MARKER + "\nleft from a record since deleted\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*argv, "--check"]) == 1
+    report = capsys.readouterr().out
+    assert f"out of date: {page}: differs from what its records give" in report
+    assert f"out of date: {out / 'synthetic-full-cost.png'}: missing" in report
+    assert f"out of date: {out / 'synthetic-paper.md'}: stale" in report
+    assert "README.md" not in report
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
+
+
+def test_the_committed_leaderboards_are_what_their_records_give(capsys):
+    """``leaderboards/`` is generated: a hand edit, or records committed without rerunning
+    ``python -m bench leaderboard``, would publish numbers the records do not give."""
+    repo = Path(__file__).resolve().parent.parent
+    board = repo / "leaderboards"
+    code = main(["leaderboard", "--check", "--records", str(board / "records"), "--out",
+                 str(board), "--efficiency-records", str(board / "efficiency-records")])
+    assert code == 0, capsys.readouterr().out
 
 
 def test_page_content_follows_the_records(tmp_path):

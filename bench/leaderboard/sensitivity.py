@@ -311,10 +311,13 @@ def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
     plt.close(fig)
 
 
-def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True) -> list[Path]:
-    """Write ``sensitivity.md`` (and its plot) when some dataset has a pair to compare."""
-    from bench.records import write_text_atomic
+def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True,
+                      output=None) -> list[Path]:
+    """Write ``sensitivity.md`` (and its plot) when some dataset has a pair to compare;
+    ``output``: a ``bench.leaderboard.Output`` (default: write the files)."""
+    from bench.leaderboard import Output
 
+    output = output or Output()
     comparisons, skipped = compare(pages), not_compared(pages)
     if not comparisons and not skipped:
         return []
@@ -322,9 +325,9 @@ def write_sensitivity(pages: list[Page], out_dir: Path, with_plots: bool = True)
     written = []
     plot = None
     if with_plots and _plotted(comparisons):
-        rank_plot(comparisons, out_dir / PLOT)
+        output.plot(rank_plot, out_dir / PLOT, comparisons)
         plot, written = PLOT, [out_dir / PLOT]
     elif with_plots:  # no comparison between protocols: no panel, and no stale plot left
-        (out_dir / PLOT).unlink(missing_ok=True)
-    write_text_atomic(out_dir / PAGE, sensitivity_markdown(comparisons, plot, skipped))
+        output.remove(out_dir / PLOT)
+    output.text(out_dir / PAGE, sensitivity_markdown(comparisons, plot, skipped))
     return [out_dir / PAGE, *written]
