@@ -68,6 +68,8 @@ class EpochCheckpoint:
             "optimizer": trainer.optimizer.state_dict(), "best_state": trainer.best_state,
             "best_epoch": trainer.best_epoch, "best_valid_score": float(trainer.best_valid_score),
             "cur_step": int(trainer.cur_step), "epoch_seconds": _floats(trainer.epoch_seconds),
+            # read by ``bench status`` (how many epochs can be left), not by ``restore``
+            "stopping_step": int(trainer.stopping_step), "max_epochs": int(trainer.epochs),
             "valid_seconds": _floats(trainer.valid_seconds),
             "valid_history": _floats(trainer.valid_history),  # RecBole's scores are numpy floats
             "resumed_at": trainer.resumed_at, "train_seconds": float(train_seconds),

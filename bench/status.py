@@ -33,6 +33,10 @@ class RunState:
     train_seconds: float | None
     test_ndcg10: float | None
     updated: float  # mtime of the file read
+    # unfinished runs: epochs left at most (early stopping's patience or the epoch cap, whichever
+    # comes first, if validation does not improve) and their time at the recent epoch pace
+    left_epochs: int | None = None
+    left_seconds: float | None = None
 
 
 def _key(path: Path, root: Path) -> tuple[str, str, str, str, int] | None:
@@ -72,9 +76,25 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
     per_epoch = sum(seconds) / max(1, epochs)
     # written after every epoch: one not rewritten for two epochs' time is no longer training
     running = now - updated < max(60.0, 2 * per_epoch)
+    left = _epochs_left(state, epochs)
+    recent = [float(a) + float(b) for a, b in zip(state["epoch_seconds"][-5:],
+                                                  state["valid_seconds"][-5:])]
     return RunState(key, "running" if running else "resumable", epochs,
                     float(state["best_valid_score"]), int(state["best_epoch"]),
-                    float(state["train_seconds"]), None, updated)
+                    float(state["train_seconds"]), None, updated, left,
+                    None if left is None or not recent else left * sum(recent) / len(recent))
+
+
+def _epochs_left(state: dict[str, Any], epochs: int) -> int | None:
+    """Epochs still to run if validation never improves again: RecBole stops once
+    ``cur_step`` (epochs since the best) exceeds ``stopping_step``, or at the epoch cap.
+    None for checkpoints written before they recorded both."""
+    if "stopping_step" not in state or "max_epochs" not in state:
+        return None
+    if state.get("stopped"):
+        return 0
+    patience_left = int(state["stopping_step"]) - int(state["cur_step"]) + 1
+    return max(0, min(int(state["max_epochs"]) - epochs, patience_left))
 
 
 def scan(root: Path, now: float | None = None) -> list[RunState]:
@@ -101,6 +121,8 @@ def _num(x: float | None, digits: int = 4) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
@@ -111,11 +133,19 @@ def table(states: list[RunState], now: float) -> str:
     rows = [[*s.key, s.state, s.epochs,
              f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})" if s.best_valid is not None
              else "–",
-             _num(s.test_ndcg10), _duration(s.train_seconds), _duration(now - s.updated) + " ago"]
+             _num(s.test_ndcg10), _duration(s.train_seconds), _left(s),
+             _duration(now - s.updated) + " ago"]
             for s in states]
     return tabulate(rows, headers=["dataset", "protocol", "method", "backbone", "seed", "state",
                                    "epochs", "best valid NDCG@10", "test NDCG@10", "training",
-                                   "last written"], tablefmt="github", disable_numparse=True)
+                                   "left at most", "last written"], tablefmt="github",
+                    disable_numparse=True)
+
+
+def _left(s: RunState) -> str:
+    if s.left_epochs is None:
+        return "–"
+    return f"{s.left_epochs} epochs, {_duration(s.left_seconds)}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,6 +167,8 @@ def add_parser(sub) -> None:
                        description="List the runs under a runs folder: finished ones (their "
                        "record: epochs, best validation and test NDCG@10, training time) and "
                        "unfinished ones (their per-epoch checkpoint: epochs so far, best "
-                       "validation NDCG@10, whether it is still being written).")
+                       "validation NDCG@10, whether it is still being written, and how many "
+                       "epochs can be left before early stopping or the epoch cap ends it, "
+                       "with their time at the recent pace).")
     p.add_argument("--runs", default="runs", help="the runs folder (paths.runs; default runs)")
     p.set_defaults(func=main)

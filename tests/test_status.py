@@ -71,3 +71,44 @@ def test_a_missing_folder_or_a_broken_record_is_one_clear_error(tmp_path, capsys
     bad.write_text("{truncated")
     assert main(["status", "--runs", str(tmp_path)]) == 2
     assert "seed-0.json is unreadable" in capsys.readouterr().err
+
+
+def _with_patience(path, epoch, cur_step, stopping_step=20, max_epochs=200, stopped=False):
+    state = torch.load(path, weights_only=True)
+    state.update(cur_step=cur_step, stopping_step=stopping_step, max_epochs=max_epochs,
+                 stopped=stopped)
+    torch.save(state, path)
+
+
+def test_unfinished_runs_say_how_many_epochs_can_be_left(tmp_path, capsys):
+    run = tmp_path / "synthetic" / "full"
+    paths = {name: run / name / "sasrec" / "seed-0.resume.pt"
+             for name in ("patience", "cap", "stopped", "old")}
+    for path in paths.values():
+        _checkpoint(path, epoch=4, age=3600)  # 5 epochs of 10 s training + 1 s validation
+    _with_patience(paths["patience"], 4, cur_step=3)  # 20 - 3 + 1 epochs without improving
+    _with_patience(paths["cap"], 4, cur_step=0, max_epochs=7)  # the cap comes first
+    _with_patience(paths["stopped"], 4, cur_step=21, stopped=True)
+    states = {s.key[2]: s for s in scan(tmp_path)}
+    assert (states["patience"].left_epochs, states["patience"].left_seconds) == (18, 18 * 11.0)
+    assert states["cap"].left_epochs == 2 and states["stopped"].left_epochs == 0
+    assert states["old"].left_epochs is None  # written before checkpoints recorded patience
+    assert main(["status", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 18 epochs, 3 min" in out and "| 2 epochs, 22 s" in out
+
+
+def test_checkpoints_record_patience_and_the_epoch_cap(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.checkpoint import EpochCheckpoint
+
+    model = torch.nn.Linear(2, 2)
+    trainer = SimpleNamespace(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), cur_step=2,
+        stopping_step=20, epochs=200, best_state=None, best_epoch=1, best_valid_score=0.3,
+        epoch_seconds=[1.0], valid_seconds=[0.5], valid_history=[0.3], resumed_at=[])
+    path = tmp_path / "seed-0.resume.pt"
+    EpochCheckpoint(path, "x").save(trainer, SimpleNamespace(epoch=1), 0, 1.5)
+    state = torch.load(path, weights_only=True)
+    assert (state["stopping_step"], state["max_epochs"], state["cur_step"]) == (20, 200, 2)
