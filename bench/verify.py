@@ -58,6 +58,7 @@ class Replay:
     commit: str | None
     device: str
     stages: str  # the method's one-off stages in the replay: read from the cache or built
+    swaps: dict[str, int] | None = None  # layers bench.fast_layers swapped in the replay
 
     def max_diff(self) -> float:
         return max((abs(a - b) for a, b in zip(self.recorded, self.replayed)), default=0.0)
@@ -107,7 +108,8 @@ def replay(cfg: dict[str, Any], record: dict[str, Any], epochs: int) -> Replay:
     return Replay(list(record["training"]["valid_ndcg10_per_epoch"][:epochs]),
                   list(trainer.valid_history), (here["git"] or {}).get("commit"),
                   f"recorded on {record['provenance']['device']}, replayed on {here['device']}",
-                  _stages(setup.ctx.extras.get("one_off") or {}))
+                  _stages(setup.ctx.extras.get("one_off") or {}),
+                  setup.ctx.extras.get("layer_swaps"))
 
 
 def _stages(one_off: dict[str, Any]) -> str:
@@ -116,6 +118,16 @@ def _stages(one_off: dict[str, Any]) -> str:
     parts = [f"{name}: {'cache' if info.get('cache_hit') else 'built'}"
              for name, info in one_off.items() if isinstance(info, dict) and "cache_hit" in info]
     return ", ".join(parts) or "none"
+
+
+def _layers(record: dict[str, Any], result: Replay) -> str:
+    if not fast_layers(record):
+        return "torch's dropout and GELU (the record predates bench.fast_layers)"
+    then = record["provenance"]["layer_swaps"]
+    if then == result.swaps:
+        return f"bench.fast_layers, as the record's run ({then})"
+    return (f"bench.fast_layers swapped {result.swaps} here but {then} in the record's run "
+            "(a difference may come from that)")
 
 
 def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float) -> tuple[str, bool]:
@@ -131,8 +143,7 @@ def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float)
     lines = [f"{path}", result.device,
              f"code: recorded at {str(recorded_commit)[:7]}, replayed at {str(result.commit)[:7]}"
              + ("" if same_code else " (different commits: a difference may be the code's)"),
-             "layers: " + ("bench.fast_layers, as the record's run" if fast_layers(record) else
-                           "torch's dropout and GELU (the record predates bench.fast_layers)"),
+             "layers: " + _layers(record, result),
              f"one-off stages: {result.stages}",
              "", table, ""]
     ok = all(math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance)

@@ -36,6 +36,7 @@ def test_a_fresh_record_replays_exactly(made, capsys):
     assert sorted(cache.rglob("*")) == cached
     out = capsys.readouterr().out
     assert "reproduced exactly: 2 of 2 epochs" in out and "one-off stages: none" in out
+    assert "layers: bench.fast_layers, as the record's run ({'dropout': " in out
     assert len(list(path.parent.glob("seed-*.json"))) == 1  # nothing written beside it
 
 
@@ -43,11 +44,13 @@ def test_a_curve_the_code_does_not_trace_is_not_reproduced(made, tmp_path, capsy
     path, local = made
     record = json.loads(path.read_text())
     record["training"]["valid_ndcg10_per_epoch"][1] += 0.01  # epoch 2 was "better"
+    record["provenance"]["layer_swaps"] = {"dropout": 99}
     forged = tmp_path / "seed-0.json"
     forged.write_text(json.dumps(record))
     assert main(["verify", str(forged), "--epochs", "2", *local]) == 1
     out = capsys.readouterr().out
     assert "NOT reproduced: epoch 2 differs by 1.00e-02" in out
+    assert "but {'dropout': 99} in the record's run (a difference may come from that)" in out
     # a wide enough tolerance accepts it, and says the curve was not bit for bit
     assert main(["verify", str(forged), "--epochs", "2", "--tolerance", "0.02", *local]) == 0
     assert "reproduced within 0.02" in capsys.readouterr().out
