@@ -130,7 +130,8 @@ def _layers(record: dict[str, Any], result: Replay) -> str:
             "(a difference may come from that)")
 
 
-def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float) -> tuple[str, bool]:
+def report(path: Path, record: dict[str, Any], result: Replay,
+           tolerance: float) -> tuple[str, bool]:
     """The side-by-side curve and a verdict line; ok when every epoch is within tolerance."""
     from tabulate import tabulate
 
@@ -154,7 +155,8 @@ def report(path: Path, record: dict[str, Any], result: Replay, tolerance: float)
                      "last bit)")
     elif ok:
         lines.append(f"reproduced within {tolerance:g}: {n} epochs, largest |Δ| "
-                     f"{result.max_diff():.2e} (not to the last bit: another commit, CPU or BLAS build can do that)")
+                     f"{result.max_diff():.2e} (not to the last bit: another commit, CPU or "
+                     "BLAS build can do that)")
     else:
         bad = next(i for i, (a, b) in enumerate(zip(result.recorded, result.replayed))
                    if not math.isclose(a, b, rel_tol=0.0, abs_tol=tolerance))
@@ -209,13 +211,11 @@ def main(args: argparse.Namespace) -> int:
         raise BenchError("name at least one run record to verify")
     records = [_load(path) for path in paths]  # every record readable before any training
     local_paths = compose(_local_overrides(overrides))["paths"]
+    local = {name: compose([o])[name] for o in overrides
+             if (name := o.partition("=")[0]) in _LOCAL}  # device, show_progress
     summary = []
     for path, record in zip(paths, records):
-        cfg = runnable_config(record["config"], local_paths)
-        for override in overrides:
-            name = override.partition("=")[0]
-            if name in _LOCAL:
-                cfg[name] = compose([override])[name]
+        cfg = {**runnable_config(record["config"], local_paths), **local}
         epochs = min(args.epochs, len(record["training"]["valid_ndcg10_per_epoch"]))
         result = replay(cfg, record, epochs)
         text, ok = report(path, record, result, args.tolerance)
@@ -234,7 +234,8 @@ def add_parser(sub) -> None:
                        "config and on the same data (checked by fingerprint), for its first "
                        "few epochs, and compare the validation NDCG@10 after each epoch with "
                        "the record's. Exit 0: every record reproduced (exactly or within the "
-                       "tolerance); 1: one was not; 2: bad input. Nothing is written under paths.runs.",
+                       "tolerance); 1: one was not; 2: bad input. Nothing is written under "
+                       "paths.runs.",
                        epilog="Overrides: paths.cache=DIR, paths.data=DIR (where the data and "
                        "caches are here), device=cpu, show_progress=false.")
     p.add_argument("items", nargs="+", metavar="RECORD | KEY=VALUE",
