@@ -12,6 +12,7 @@ This is a benchmark, not a test: it prints measured ratios; nothing asserts on w
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -122,6 +123,17 @@ def suite(cfg: dict[str, Any], prepared, data_path: Path) -> dict[str, Any]:
 VARIANTS = ("suite", "bare", "bare-anomaly")
 
 
+def machine_load() -> str:
+    """The 1-minute load average against the CPU count. Why: the ratio depends on what else
+    runs. The suite's epoch is dominated by memory-bound (positions x items) softmax passes,
+    bare RecBole's by compute-bound layers over padded prefixes, so a job on the other core
+    can slow the two unequally (Beauty: 0.107 beside one training job on a 2-core machine)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    except OSError:  # no load average on this platform
+        return "unknown"
+
+
 def main(args: argparse.Namespace) -> int:
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in chosen:
@@ -140,9 +152,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"dataset {prepared.name}: {prepared.meta['n_users']} users, {prepared.meta['n_items']} "
           f"items; SASRec {cfg['backbone']['n_layers']}x{cfg['backbone']['hidden_size']}, batch "
           f"{cfg['train']['batch_size']}, max length {cfg['protocol']['max_seq_length']}, "
-          f"device {resolve_device(cfg['device'])}, {torch.get_num_threads()} threads")
+          f"device {resolve_device(cfg['device'])}, {torch.get_num_threads()} threads; machine "
+          f"load {machine_load()} (other work on the machine raises the ratio)")
     headers = ["variant", "train samples/epoch", "epochs", "s/epoch (median)", "suite / this",
-               "best valid NDCG@10", "best epoch"]
+               "best valid NDCG@10", "best epoch", "load after"]
     variants = {
         "suite": ("suite (seq2seq, dynamic padding)", lambda: suite(cfg, prepared, data_path)),
         "bare": ("bare RecBole, anomaly mode off", lambda: bare_recbole(
@@ -159,7 +172,8 @@ def main(args: argparse.Namespace) -> int:
         ratio = "-" if suite_epoch is None else f"{suite_epoch / med:.3f}"
         rows.append([label, res["samples"], len(res["epoch_seconds"]), f"{med:.2f}", ratio,
                      "-" if res["valid_ndcg10"] is None else f"{res['valid_ndcg10']:.4f}",
-                     res["best_epoch"] if res["valid_ndcg10"] is not None else "-"])
+                     res["best_epoch"] if res["valid_ndcg10"] is not None else "-",
+                     machine_load()])
         print(tabulate(rows[-1:], headers=headers, tablefmt="github"), flush=True)
     print("\nsummary\n" + tabulate(rows, headers=headers, tablefmt="github"))
     return 0
