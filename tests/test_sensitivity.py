@@ -27,7 +27,9 @@ def _paper(rec: dict) -> dict:
     return rec
 
 
-def _write(root, protocols=("full", "paper")):
+def _write(root, protocols=("full", "paper"), paper_tail: bool = True):
+    """``paper_tail=False``: every paper test target is a head item (the papers' threshold,
+    popularity < 4, on a 5-core dataset)."""
     users = _users()
     head = users["head_item"].to_numpy()
     for protocol in protocols:
@@ -39,8 +41,9 @@ def _write(root, protocols=("full", "paper")):
                     ranks = np.where(head, ranks, np.maximum(1, ranks // 2))
                 rec = _record(method, "sasrec", seed)
                 rec = _paper(rec) if protocol == "paper" else rec
+                side = users if protocol == "full" or paper_tail else users.assign(head_item=True)
                 write_run(root / "synthetic" / protocol / method / "sasrec" / f"seed-{seed}.json",
-                          rec, users.assign(rank=ranks))
+                          rec, side.assign(rank=ranks))
     return root
 
 
@@ -66,6 +69,23 @@ def test_rankings_tau_and_flipped_pairs(tmp_path):
     assert [(c.a, c.b) for c in comparisons][:3] == [
         ("full", "paper"), ("head items (full)", "head items (paper)"),
         ("tail items (full)", "tail items (paper)")]
+
+
+def test_a_group_holding_every_user_or_none_is_not_ranked_and_the_page_says_why(tmp_path):
+    """Paper groups on a 5-core dataset: tail n = 0, head = every user. "head items (paper)" is
+    then the overall paper ranking again, and the tail one is empty: neither is compared, and
+    the page names each with its n instead of "for want of two methods"."""
+    pages = load_pages(_write(tmp_path / "records", paper_tail=False))
+    assert [(c.a, c.b) for c in compare(pages)] == [
+        ("full", "paper"), ("head items (full)", "tail items (full)")]
+    users = len(_users())
+    skipped = not_compared(pages)
+    assert (f"synthetic / sasrec: head items (full) vs head items (paper) not compared: "
+            f"head items (paper) holds {users:,} of {users:,} test users on this data") in skipped
+    assert any(line.startswith("synthetic / sasrec: head items (paper) vs tail items (paper) "
+                               "not compared: head items (paper) holds") and
+               "tail items (paper) holds 0 of" in line for line in skipped)
+    assert not any("for want of two methods" in line for line in skipped)
 
 
 def test_the_page_lists_the_flips_and_is_written_by_the_leaderboard_too(tmp_path, capsys):
@@ -172,7 +192,7 @@ def test_pages_measured_on_different_data_are_not_ranked_against_each_other(tmp_
     assert "`full` vs `paper` not compared" in capsys.readouterr().out
     assert not (out / "sensitivity-ranks.png").exists()  # no comparison between protocols
     text = (out / "sensitivity.md").read_text()
-    assert "**Not compared.** synthetic: `full` vs `paper` not compared" in text
+    assert "**Not compared:**\n\n- synthetic: `full` vs `paper` not compared" in text
     assert "ffffffffffffffff" in text and "### synthetic / sasrec: full vs paper" not in text
 
 

@@ -5,7 +5,9 @@ For each dataset and backbone with records under both ``full`` (full ranking) an
 NDCG@10 under each protocol; Kendall's tau between the two rankings (``scipy.stats.kendalltau``,
 tau-b, with its two-sided p-value) says how much they agree, and every pair of methods whose
 order flips is listed, overall and on head and on tail items (each protocol's own groups:
-quantiles under ``full``, the papers' thresholds under ``paper``). The same comparison is made
+quantiles under ``full``, the papers' thresholds under ``paper``; a group that holds every test
+user or none on a page, as the papers' tail threshold on a 5-core Beauty, is not ranked, and the
+page says so with its n). The same comparison is made
 between head-item and tail-item rankings under each protocol: a method can lead on head items and trail on the tail. Where the dataset
 also has a ``cold`` page (items held out of training, bench/data/cold.py), the tail-item ranking
 under each warm protocol is compared with the cold-item ranking: the papers measure the long tail
@@ -51,6 +53,7 @@ class RankComparison:
     scores_b: dict[str, float]
     users_a: dict[str, np.ndarray] = field(default_factory=dict)  # method -> per-user metric
     users_b: dict[str, np.ndarray] = field(default_factory=dict)  # (seed-mean, side's users)
+    one_sided: str | None = None  # why a side's group holds no user or every user (not compared)
 
     @property
     def methods(self) -> list[str]:
@@ -156,7 +159,10 @@ def not_compared(pages: list[Page]) -> list[str]:
                            "protocol's records on the other's data")
     thin: dict[tuple[str, str], list[str]] = {}
     for c in _comparisons(pages):
-        if len(c.methods) < 2:
+        if c.one_sided:
+            out.append(f"{c.dataset} / {c.backbone}: {c.a} vs {c.b} not compared: "
+                       f"{c.one_sided}")
+        elif len(c.methods) < 2:
             thin.setdefault((c.dataset, c.backbone), []).append(
                 f"{c.a} vs {c.b} ({', '.join(c.methods) or 'none'})")
     for (dataset, backbone), items in sorted(thin.items()):
@@ -169,8 +175,10 @@ def compare(pages: list[Page]) -> list[RankComparison]:
     """Every (dataset, backbone): full vs paper (overall, head items, tail items), head vs tail
     per protocol, and, where a ``cold`` page exists, tail items under each warm protocol vs cold
     items. Pages measured on different data are not set side by side, and a comparison needs
-    two methods ranked on both sides (``not_compared`` names what is left out)."""
-    return [c for c in _comparisons(pages) if len(c.methods) >= 2]
+    two methods ranked on both sides, and a group that holds every test user or none on a page
+    (the papers' tail threshold on a 5-core Beauty) is not a group (``not_compared`` names what
+    is left out and why)."""
+    return [c for c in _comparisons(pages) if not c.one_sided and len(c.methods) >= 2]
 
 
 def _comparisons(pages: list[Page]) -> list[RankComparison]:
@@ -211,7 +219,17 @@ def _comparison(dataset: str, backbone: str, a: tuple[str, Page, str],
                 b: tuple[str, Page, str]) -> RankComparison:
     """Side = (label, page, user group)."""
     (sa, ua), (sb, ub) = _side(a[1], backbone, a[2]), _side(b[1], backbone, b[2])
-    return RankComparison(dataset, backbone, a[0], b[0], sa, sb, ua, ub)
+    one_sided = "; ".join(filter(None, (_one_sided(*a), _one_sided(*b)))) or None
+    return RankComparison(dataset, backbone, a[0], b[0], sa, sb, ua, ub, one_sided)
+
+
+def _one_sided(label: str, page: Page, group: str) -> str | None:
+    """Why ``group`` is no group on ``page``: it holds none of the test users or all of them,
+    so its ranking is empty or the page's overall one (the dataset page hides its columns)."""
+    if group == "overall" or group in page.shown_groups:
+        return None
+    n, k = len(page.users), int(page.groups[group].sum())
+    return f"{label} holds {k:,} of {n:,} test users on this data"
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -263,7 +281,7 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
     if plot:
         parts.append(f"![method ranks under both protocols]({plot})")
     if skipped:
-        parts.append("**Not compared.** " + " ".join(f"{line}." for line in skipped))
+        parts.append("**Not compared:**\n\n" + "\n".join(f"- {line}." for line in skipped))
     parts += [_section(c) for c in comparisons]
     return "\n\n".join(parts) + "\n"
 
