@@ -125,9 +125,9 @@ VARIANTS = ("suite", "bare", "bare-anomaly")
 
 def machine_load() -> str:
     """The 1-minute load average against the CPU count. Why: the ratio depends on what else
-    runs. The suite's epoch is dominated by memory-bound (positions x items) softmax passes,
-    bare RecBole's by compute-bound layers over padded prefixes, so a job on the other core
-    can slow the two unequally (Beauty: 0.107 beside one training job on a 2-core machine)."""
+    runs (Beauty, one thread: 0.104 idle, 0.107 beside one training job on a 2-core machine);
+    about 85% of a suite step is the (positions x items) cross-entropy, bare RecBole's epoch is
+    mostly its layers over padded prefixes, and other work need not slow the two alike."""
     try:
         return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     except OSError:  # no load average on this platform
@@ -153,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
           f"items; SASRec {cfg['backbone']['n_layers']}x{cfg['backbone']['hidden_size']}, batch "
           f"{cfg['train']['batch_size']}, max length {cfg['protocol']['max_seq_length']}, "
           f"device {resolve_device(cfg['device'])}, {torch.get_num_threads()} threads; machine "
-          f"load {machine_load()} (other work on the machine raises the ratio)")
+          f"load {machine_load()} (other work on the machine changes the ratio)")
     headers = ["variant", "train samples/epoch", "epochs", "s/epoch (median)", "suite / this",
                "best valid NDCG@10", "best epoch", "load after"]
     variants = {
