@@ -15,6 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import BenchError
+
+# Precisions a trainable mapping may compute in (float16 would need loss scaling; not offered).
+MAPPING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def mapping_dtype(value: str, field: str) -> torch.dtype:
+    """The compute dtype a config names for a mapping (``field`` names it in the error)."""
+    if value not in MAPPING_DTYPES:
+        raise BenchError(f"bad config value {field}={value!r}: one of {', '.join(MAPPING_DTYPES)}")
+    return MAPPING_DTYPES[value]
+
+
+def precision_label(dtype: torch.dtype) -> str:
+    """How a mapping computes, for the record: float32, or float32 weights under autocast."""
+    name = str(dtype).removeprefix("torch.")
+    return "float32" if dtype == torch.float32 else f"float32 weights, {name} autocast"
+
 
 class LinearAdapter(nn.Sequential):
     """Linear -> Linear with no activation between them, applied as the one affine map it is.
@@ -79,11 +97,18 @@ class TextItemTable(ServedTable, nn.Module):
     needs the whole table anyway, and mapping a batch's padded inputs again cost as much as
     the table itself on small catalogues (AlphaRec's MLP on synthetic: 128 x 50 inputs
     against 4,102 items). A mapping with dropout is left out: one mask per item per step
-    would not be the per-lookup dropout it trains with."""
+    would not be the per-lookup dropout it trains with.
+
+    ``autocast_dtype`` below float32 runs the mapping under autocast (float32 weights, the
+    optimiser's master copy; float32 output), in training and scoring alike. Why: AlphaRec's
+    5M-parameter MLP over Beauty's 12,102 items is most of its step, and bfloat16 autocast
+    runs it 3x faster on a CPU with AVX512-BF16 (measured, one thread: 1.60 -> 0.52 s forward
+    and backward). Only the mapping changes precision: scores and losses stay float32."""
 
     def __init__(self, llm_table: torch.Tensor, mapping: nn.Module, out_dim: int,
-                 extra_rows: int = 0):
+                 extra_rows: int = 0, autocast_dtype: torch.dtype = torch.float32):
         super().__init__()
+        self.autocast_dtype = autocast_dtype
         self.llm = nn.Parameter(llm_table.float(), requires_grad=False)  # counted as frozen
         self.adapter = mapping
         self.extra = nn.Parameter(torch.randn(extra_rows, out_dim) * 0.01) if extra_rows else None
@@ -92,14 +117,21 @@ class TextItemTable(ServedTable, nn.Module):
         self._in_step = False
         self._step_table: torch.Tensor | None = None
 
+    def _map(self, llm_rows: torch.Tensor) -> torch.Tensor:
+        """The trainable mapping of frozen LM rows, in float32 or under autocast."""
+        if self.autocast_dtype == torch.float32:
+            return self.adapter(llm_rows)
+        with torch.autocast(llm_rows.device.type, dtype=self.autocast_dtype):
+            return self.adapter(llm_rows).float()
+
     def _adapt(self, ids: torch.Tensor) -> torch.Tensor:
         if self._in_step:
             return self._step()[ids]
-        vec = self.adapter(self.llm[ids])
+        vec = self._map(self.llm[ids])
         return vec.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
 
     def _table(self) -> torch.Tensor:
-        rows = self.adapter(self.llm[1:])  # a view: the frozen table is not copied every step
+        rows = self._map(self.llm[1:])  # a view: the frozen table is not copied every step
         table = torch.cat([rows.new_zeros(1, rows.size(1)), rows])  # row 0: padding, zero
         return table if self.extra is None else torch.cat([table, self.extra], dim=0)
 

@@ -153,6 +153,8 @@ CASES = [
     Case("force-not-boolean", "config", _run(extra=("force=maybe",)), "force='maybe': true or false"),
     Case("min-user-len-1", "config", _beauty(GOOD_SEQS, GOOD_ITEMS, "dataset.min_user_len=1"),
          "dataset.min_user_len=1"),
+    Case("unknown-mlp-dtype", "config", _run("--methods", "alpharec", extra=("method.mlp_dtype=fp8",)),
+         "method.mlp_dtype='fp8': one of float32, bfloat16"),
     Case("unsupported-backbone", "config", _run("--methods", "pad", "--backbones", "bert4rec"),
          "does not support backbone 'bert4rec'"),
     Case("launcher-setting-without-launcher", "sweep", _run(extra=("hydra.launcher.n_jobs=2",)),

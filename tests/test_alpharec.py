@@ -39,21 +39,27 @@ def alpha_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("alpharec")
 
 
-@pytest.mark.parametrize("backbone,variant", [("lightgcn", "graph"), ("sasrec", "sequential")])
-def test_alpharec_variants_end_to_end(alpha_dir, backbone, variant):
+@pytest.mark.parametrize("backbone,variant,dtype", [("lightgcn", "graph", "float32"),
+                                                     ("sasrec", "sequential", "float32"),
+                                                     ("sasrec", "sequential", "bfloat16")])
+def test_alpharec_variants_end_to_end(alpha_dir, backbone, variant, dtype):
     from bench.adapters import load_adapter
     from bench.data.prepared import export_recbole
     from bench.data.sources import prepare
     from bench.runner import resolve_device, train_and_test
 
     cfg = compose(tiny_overrides(alpha_dir, "method=alpharec", f"backbone={backbone}",
-                                 "train.epochs=2", "method.mlp_hidden=64"))
+                                 "train.epochs=2", "method.mlp_hidden=64",
+                                 f"method.mlp_dtype={dtype}"))
     cache = alpha_dir / "cache"
     prepared = prepare(cfg["dataset"], cache)
     art = train_and_test(cfg, load_adapter("alpharec"), prepared,
                          export_recbole(prepared, cache / "recbole"), resolve_device("cpu"))
     model = art.model
     assert art.record["method_info"]["variant"] == variant
+    assert art.record["method_info"]["precision"] == (
+        "float32" if dtype == "float32" else f"float32 weights, {dtype} autocast")
+    assert model.item_embedding.adapter[0].weight.dtype == torch.float32  # master weights
     assert not model.item_embedding.llm.requires_grad  # the LM table stays frozen
     model.eval()
     scores = model.full_sort_predict(_eval_batch(model, art.test))
@@ -107,6 +113,27 @@ def test_served_item_table_is_reused_until_a_parameter_changes():
         assert torch.equal(table.weight, table._table()) and not torch.equal(table.weight,
                                                                              after_step)
     assert table.weight.requires_grad  # with grad enabled it is always recomputed
+
+
+def test_item_table_under_bfloat16_autocast_keeps_float32_weights_and_output():
+    """The mapping computes in bfloat16 (close to float32, not equal: the precision is real),
+    while weights, gradients and the table the scores read stay float32."""
+    from bench.item_tables import TextItemTable, mapping_dtype, mlp_adapter
+
+    torch.manual_seed(0)
+    llm, mlp = torch.randn(40, 16), mlp_adapter(16, 64, 8)
+    exact = TextItemTable(llm, mlp, 8)
+    fast = TextItemTable(llm, mlp, 8, autocast_dtype=mapping_dtype("bfloat16", "f"))
+    ref, low = exact.weight, fast.weight
+    assert low.dtype == torch.float32 and ref.dtype == torch.float32
+    assert not torch.equal(low, ref) and torch.allclose(low, ref, rtol=0.05, atol=0.05)
+    assert fast(torch.tensor([0, 3])).dtype == torch.float32 and fast(torch.tensor([0]))[0].eq(0).all()
+    low.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in mlp.parameters())
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="method.mlp_dtype='float16': one of float32, bfloat16"):
+        mapping_dtype("float16", "method.mlp_dtype")
 
 
 class _Softmax:

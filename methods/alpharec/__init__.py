@@ -22,7 +22,7 @@ import torch
 from bench.adapters import BuildContext, MethodAdapter
 from bench.encoders.tables import align_to_recbole, item_title_embeddings
 from bench.graph_backbone import LightGCN, training_edges
-from bench.item_tables import TextItemTable, mlp_adapter
+from bench.item_tables import TextItemTable, mapping_dtype, mlp_adapter, precision_label
 
 # The original's MLP width per LM width (methods.md §3): about 5M parameters whatever the LM.
 PAPER_HIDDEN = {3072: 1536, 1536: 3072, 768: 6144, 4096: 1152}
@@ -59,6 +59,7 @@ class AlphaRec(MethodAdapter):
 
     def prepare(self, ctx: BuildContext) -> None:
         cfg = ctx.run_cfg
+        mapping_dtype(str(ctx.method_cfg.get("mlp_dtype", "float32")), "method.mlp_dtype")  # early
         table = item_title_embeddings(ctx.prepared, cfg["dataset"], cfg["encoder"], ctx.cache_dir,
                                       bool(cfg.get("show_progress", True)))
         ctx.extras.update(llm_table=table.vectors, encoder_id=table.encoder_id,
@@ -76,16 +77,20 @@ class AlphaRec(MethodAdapter):
         dim = model.item_embedding.embedding_dim
         n_rows = model.item_embedding.weight.shape[0]
         mlp = mlp_adapter(llm.size(1), mlp_hidden(llm.size(1), m["mlp_hidden"]), dim)
-        model.item_embedding = TextItemTable(llm, mlp, dim, extra_rows=n_rows - llm.size(0))
+        compute = mapping_dtype(str(m.get("mlp_dtype", "float32")), "method.mlp_dtype")
+        model.item_embedding = TextItemTable(llm, mlp, dim, extra_rows=n_rows - llm.size(0),
+                                             autocast_dtype=compute)
         if isinstance(model, LightGCN):
             users, items = training_edges(ctx.train_dataset)
             means = user_means(llm, users, items, model.n_users)
-            model.user_embedding = TextItemTable(means, mlp, dim)  # the same MLP maps users
+            # the same MLP maps users
+            model.user_embedding = TextItemTable(means, mlp, dim, autocast_dtype=compute)
         model.cosine_tau = float(m["tau"])
         model.sampled_negatives = int(m["negatives"])
         ctx.extras["record_info"] = {
             "variant": "graph" if isinstance(model, LightGCN) else "sequential",
-            "mlp_hidden": mlp[0].out_features, "tau": model.cosine_tau,
+            "mlp_hidden": mlp[0].out_features, "precision": precision_label(compute),
+            "tau": model.cosine_tau,
             "negatives": model.sampled_negatives}
         return model
 

@@ -25,7 +25,7 @@ from bench.adapters import BuildContext, MethodAdapter
 from bench.encoders.models import load_language_model, resolve_device_dtype, tokenize
 from bench.encoders.tables import align_to_recbole, item_title_embeddings, name_field
 from bench.errors import BenchError
-from bench.item_tables import TextItemTable
+from bench.item_tables import TextItemTable, precision_label
 from methods.morec.model import EndToEndItemTable, freeze_below_top, inbatch_class
 
 LOSSES = ("inbatch", "bce")
@@ -41,12 +41,6 @@ def mlp_stack(in_dim: int, out_dim: int, layers: int, dropout: float) -> nn.Sequ
             nn.init.xavier_normal_(m.weight)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*mods)
-
-
-def precision(compute: torch.dtype) -> str:
-    """How the end-to-end encoder computes: float32, or float32 weights under autocast."""
-    name = str(compute).removeprefix("torch.")
-    return "float32" if compute == torch.float32 else f"float32 weights, {name} autocast"
 
 
 def item_titles(ctx: BuildContext) -> list[str]:
@@ -111,7 +105,7 @@ class MoRec(MethodAdapter):
             table = EndToEndItemTable(lm, tokens, mask, dim, extra_rows=extra,
                                       chunk=int(m["encode_chunk"]), autocast_dtype=compute)
             ctx.extras["encoder_id"] = replace(lm, dtype=compute).id  # the dtype it computes in
-            info.update(precision=precision(compute),
+            info.update(precision=precision_label(compute),
                         tune_layers=int(m["tune_layers"]), lm_parameters=counts,
                         encoder_lr=float(m["encoder_lr"]), max_tokens=int(m["max_tokens"]))
         else:
