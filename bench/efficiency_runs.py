@@ -64,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
         raise BenchError(f"--epochs must be at least 1 (got {args.epochs})")
     methods, backbones = _names("method", args.methods), _names("backbone", args.backbones)
     datasets, protocol = _names("dataset", args.datasets), _names("protocol", args.protocol)[0]
-    probe = compose([f"dataset={datasets[0]}", *args.overrides])
+    # the first method's config, so that method.* overrides (e.g. method.mlp_dtype) resolve
+    probe = compose([f"dataset={datasets[0]}", f"method={methods[0]}", *args.overrides])
     slug = device_slug(device_name(resolve_device(probe["device"])))
     runs_dir = Path(args.out) / slug
     fixed = [f"train.epochs={args.epochs}", f"train.patience={args.epochs}",

@@ -120,6 +120,25 @@ def test_efficiency_command_times_fixed_epochs_per_device(tmp_path, capsys):
     assert "| id " in text and "cpu:" in text and "(b 1024)" in text
 
 
+def test_efficiency_command_takes_method_overrides(tmp_path, monkeypatch):
+    """``method.*`` overrides reach the runs (they were once refused: the device probe was
+    composed without the method, so ``method.mlp_dtype`` was an unknown key)."""
+    import bench.efficiency_runs as eff
+    from bench.cli import main
+
+    seen = []
+
+    def capture(cfg, force, includes):
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(eff, "_in_fresh_process", capture)
+    with pytest.raises(SystemExit):
+        main(["efficiency", "--methods", "alpharec", "--datasets", "synthetic-tiny",
+              "--out", str(tmp_path), "method.mlp_dtype=bfloat16"])
+    assert seen[0]["method"]["mlp_dtype"] == "bfloat16" and seen[0]["train"]["epochs"] == 3
+
+
 def test_efficiency_command_refuses_zero_epochs(capsys):
     from bench.cli import main
 
