@@ -242,6 +242,27 @@ def test_page_content_follows_the_records(tmp_path):
     assert float(tail[4]) > 0 and tail[8] == "<0.0001" and float(tail[9]) < 0.001
 
 
+def test_a_variant_is_compared_with_its_base_method(tmp_path):
+    """A named variant (config ``adapter`` = another method) gets a Δ table against its base
+    method on the same backbone; methods' own rows are not in it."""
+    records = write_records(tmp_path / "records")
+    users = _users()
+    for seed in (0, 1, 2):
+        rec = _record("llmemb-noalign", "sasrec", seed)
+        rec["config"]["method"]["adapter"] = "llmemb"
+        worse = _ranks("llmemb", seed, users["head_item"].to_numpy()) + 4  # below llmemb
+        write_run(records / "synthetic" / "full" / "llmemb-noalign" / "sasrec" /
+                  f"seed-{seed}.json", rec, users.assign(rank=worse))
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    section = page.split("## Δ NDCG@10 of each variant vs its base method")[1].split("## ")[0]
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")]
+            for ln in section.splitlines() if ln.startswith("|")][2:]
+    assert {tuple(r[:3]) for r in rows} == {("llmemb-noalign", "llmemb", "sasrec")}
+    overall = next(r for r in rows if r[3] == "overall")
+    assert float(overall[5]) < 0 and overall[9] == "<0.0001"
+
+
 def _summary(index: str) -> dict[str, list[str]]:
     section = index.split("## Where does each method help?")[1]
     lines = [ln for ln in section.splitlines() if ln.startswith("| synthetic")]

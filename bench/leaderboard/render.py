@@ -282,6 +282,26 @@ def delta_vs_best(page: Page, metric: str) -> str | None:
     return _delta_table(comps, lambda c: [c.row.name, c.reference.name], ["row", "best row"])
 
 
+def base_method(row: Row) -> str | None:
+    """The method a variant row derives from (its config's ``adapter`` when that names another
+    method, e.g. ``llmemb-noscft`` -> ``llmemb``); None for a method's own row."""
+    adapter = (row.runs[0].record.get("config") or {}).get("method", {}).get("adapter")
+    return adapter if adapter and adapter != row.method else None
+
+
+def delta_vs_base(page: Page, metric: str) -> str | None:
+    """Each variant (an ablation, another precision) against its base method on the same
+    backbone: what the one setting it changes does, tested on the same users."""
+    rows = {(r.method, r.backbone): r for r in page.rows}
+    pairs = [(row, rows[(base_method(row), row.backbone)], g) for row in page.rows
+             if (base_method(row), row.backbone) in rows for g in page.shown_groups]
+    comps = _compare(page, pairs, metric)
+    if not comps:
+        return None
+    return _delta_table(comps, lambda c: [c.row.method, c.reference.method, c.row.backbone],
+                        ["variant", "base method", "backbone"])
+
+
 def _settings(info: dict[str, Any]) -> str:
     """A row's ``method_info`` in one cell: what the adapter says it ran (scalars only; learned
     tables get their own section, see ``bench.leaderboard.learned``)."""
@@ -372,6 +392,9 @@ How to read this page:
   ({PERMUTATIONS:,} seeded permutations, so p ≥ 0.0001), each Holm-adjusted across all the
   comparisons of its table. With thousands of users tiny differences become "significant":
   read the interval, not only p.
+- "vs its base method": a variant (a named config such as an ablation, `llmemb-noscft`, or
+  another precision, `alpharec-bf16`) against the method it derives from, same backbone: what
+  the one setting it changes does.
 - Records on one page share the dataset and protocol fingerprints and the training settings;
   the suite refuses to mix records that differ.
 - "at the cap" in the cost table: seeds that ran all `train.epochs` epochs without meeting
@@ -389,6 +412,10 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
         table = delta_vs_id(page, metric)
         if table:
             parts += [f"## Δ {metric} vs the same backbone's ID-only row", table]
+    for metric in METRICS:
+        table = delta_vs_base(page, metric)
+        if table:
+            parts += [f"## Δ {metric} of each variant vs its base method", table]
     for metric in METRICS:
         table = delta_vs_best(page, metric)
         if table:
