@@ -59,7 +59,9 @@ class AlphaRec(MethodAdapter):
 
     def prepare(self, ctx: BuildContext) -> None:
         cfg = ctx.run_cfg
-        mapping_dtype(str(ctx.method_cfg.get("mlp_dtype", "float32")), "method.mlp_dtype")  # early
+        # checked before any work; build_model reads it
+        ctx.extras["mlp_dtype"] = mapping_dtype(str(ctx.method_cfg.get("mlp_dtype", "float32")),
+                                                "method.mlp_dtype")
         table = item_title_embeddings(ctx.prepared, cfg["dataset"], cfg["encoder"], ctx.cache_dir,
                                       bool(cfg.get("show_progress", True)))
         ctx.extras.update(llm_table=table.vectors, encoder_id=table.encoder_id,
@@ -77,7 +79,7 @@ class AlphaRec(MethodAdapter):
         dim = model.item_embedding.embedding_dim
         n_rows = model.item_embedding.weight.shape[0]
         mlp = mlp_adapter(llm.size(1), mlp_hidden(llm.size(1), m["mlp_hidden"]), dim)
-        compute = mapping_dtype(str(m.get("mlp_dtype", "float32")), "method.mlp_dtype")
+        compute = ctx.extras["mlp_dtype"]
         model.item_embedding = TextItemTable(llm, mlp, dim, extra_rows=n_rows - llm.size(0),
                                              autocast_dtype=compute)
         if isinstance(model, LightGCN):
