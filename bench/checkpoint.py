@@ -55,14 +55,16 @@ class EpochCheckpoint:
     """Save and restore a ``BenchTrainer`` and its ``Seq2SeqTrainLoader`` between epochs.
 
     ``identity`` names what the run measures (config and data fingerprints): a checkpoint
-    with another identity (the config was edited) is discarded, never resumed."""
+    with another identity (the config was edited) is discarded, never resumed. ``about`` says
+    in words what is training, for ``bench status``: a one-off stage (a teacher, a phase) is
+    filed under a cache key that names nothing a reader knows."""
 
-    def __init__(self, path: Path, identity: str):
-        self.path, self.identity = Path(path), identity
+    def __init__(self, path: Path, identity: str, about: str = ""):
+        self.path, self.identity, self.about = Path(path), identity, about
 
     def save(self, trainer, loader, epoch_idx: int, train_seconds: float) -> None:
         state = {
-            "format": FORMAT, "identity": self.identity, "epoch": epoch_idx,
+            "format": FORMAT, "identity": self.identity, "about": self.about, "epoch": epoch_idx,
             "stopped": trainer.cur_step > trainer.stopping_step,
             "model": trainer.model.state_dict(),
             "optimizer": trainer.optimizer.state_dict(), "best_state": trainer.best_state,

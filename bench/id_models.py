@@ -82,7 +82,10 @@ def trained_id_model(cfg: dict[str, Any], prepared, device: torch.device,
         folder = store.valid(kind, key)
         if folder is None:
             cache = Path(cfg["paths"]["cache"])
-            resume = EpochCheckpoint(store.root / kind / f"{key}.resume.pt", key)
+            resume = EpochCheckpoint(store.root / kind / f"{key}.resume.pt", key,
+                                     about=f"{label}: ID-only {kind}, "
+                                     f"{cfg['dataset']['name']}/{cfg['protocol']['name']}, "
+                                     f"seed {cfg['seed']}")
             start = time.perf_counter()
             art = train_and_test(cfg, load_adapter("id"), prepared,
                                  export_recbole(prepared, cache / "recbole"), device,

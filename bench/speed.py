@@ -90,7 +90,9 @@ def bare_recbole(cfg: dict[str, Any], data_path: Path, name: str, epochs: int, p
         identity = fingerprint({k: v for k, v in config_dict.items()
                                 if k not in ("data_path", "checkpoint_dir", "show_progress")})
         resume = EpochCheckpoint(Path(cfg["paths"]["cache"]) / "speed" /
-                                 f"bare-{name}-{identity}.resume.pt", identity)
+                                 f"bare-{name}-{identity}.resume.pt", identity,
+                                 about=f"bare RecBole SASRec (bench speed), {name}, "
+                                 f"seed {cfg['seed']}")
         resume.restore(trainer, loader_state)
 
     def save(epoch_idx: int, score: float) -> None:

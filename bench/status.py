@@ -25,9 +25,10 @@ _LAYOUT = "<dataset>/<protocol>/<method>/<backbone>/seed-<k>"
 
 @dataclass
 class RunState:
-    key: tuple[str, str, str, str, int]  # dataset, protocol, method, backbone, seed
+    # runs: (dataset, protocol, method, backbone, seed); one-off stages: (path under the cache,)
+    key: tuple
     state: str  # done, running (checkpoint rewritten within two epochs), resumable, unreadable
-    epochs: int
+    epochs: int  # epochs done (steps for a step-checkpointed stage: see ``unit``)
     best_valid: float | None
     best_epoch: int | None  # 0-based, as records and RecBole count; shown from 1, as bars count
     train_seconds: float | None
@@ -37,6 +38,8 @@ class RunState:
     # comes first, if validation does not improve) and their time at the recent epoch pace
     left_epochs: int | None = None
     left_seconds: float | None = None
+    unit: str = "epochs"
+    about: str = ""  # what a one-off stage trains, in words (its checkpoint says)
 
 
 def _key(path: Path, root: Path) -> tuple[str, str, str, str, int] | None:
@@ -66,6 +69,8 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True,
                                            mmap=True)
+        if "epoch" not in state and "step" in state:
+            return _from_step_checkpoint(state, key, updated, now)
         epochs = int(state["epoch"]) + 1
         seconds = [float(s) for s in state["epoch_seconds"]] + \
             [float(s) for s in state["valid_seconds"]]
@@ -82,7 +87,21 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
     return RunState(key, "running" if running else "resumable", epochs,
                     float(state["best_valid_score"]), int(state["best_epoch"]),
                     float(state["train_seconds"]), None, updated, left,
-                    None if left is None or not recent else left * sum(recent) / len(recent))
+                    None if left is None or not recent else left * sum(recent) / len(recent),
+                    about=str(state.get("about", "")))
+
+
+def _from_step_checkpoint(state: dict[str, Any], key, updated: float, now: float) -> RunState:
+    """A stage saved every few steps (LLMEmb's SCFT: ``methods/llmemb/scft.py``)."""
+    from methods.llmemb.scft import CHECKPOINT_EVERY
+
+    done, seconds = int(state["step"]), float(state["seconds"])
+    per_step = seconds / max(1, done)
+    left = max(0, int(state["steps"]) - done) if "steps" in state else None
+    running = now - updated < max(60.0, 2 * CHECKPOINT_EVERY * per_step)
+    return RunState(key, "running" if running else "resumable", done, None, None, seconds,
+                    None, updated, left, None if left is None else left * per_step,
+                    unit="steps", about=str(state.get("about", "")))
 
 
 def _epochs_left(state: dict[str, Any], epochs: int) -> int | None:
@@ -114,6 +133,18 @@ def scan(root: Path, now: float | None = None) -> list[RunState]:
     return [found[k] for k in sorted(found)]
 
 
+def scan_stages(cache: Path, now: float | None = None) -> list[RunState]:
+    """Unfinished one-off stages under the cache folder (an ID-only teacher or PAD phase
+    training, SCFT, a converging ``bench speed`` run): a PAD or LLMEmb run on Beauty spends
+    its first half hour there, where the runs folder shows nothing. Finished stages leave no
+    checkpoint; a missing cache folder has none."""
+    cache, now = Path(cache), time.time() if now is None else now
+    if not cache.is_dir():
+        return []
+    return [_from_checkpoint(path, (str(path.relative_to(cache)),), now)
+            for path in sorted(cache.rglob("*.resume.pt"))]
+
+
 def _num(x: float | None, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -142,23 +173,40 @@ def table(states: list[RunState], now: float) -> str:
                     disable_numparse=True)
 
 
+def stage_table(stages: list[RunState], now: float) -> str:
+    from tabulate import tabulate
+
+    rows = [[s.about or s.key[0], s.state, f"{s.epochs} {s.unit}",
+             f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})" if s.best_valid is not None
+             else "–", _left(s), _duration(now - s.updated) + " ago"]
+            for s in stages]
+    return tabulate(rows, headers=["one-off stage in progress", "state", "done",
+                                   "best valid NDCG@10", "left at most", "last written"],
+                    tablefmt="github", disable_numparse=True)
+
+
 def _left(s: RunState) -> str:
     if s.left_epochs is None:
         return "–"
-    return f"{s.left_epochs} epochs, {_duration(s.left_seconds)}"
+    return f"{s.left_epochs} {s.unit}, {_duration(s.left_seconds)}"
 
 
 def main(args: argparse.Namespace) -> int:
     now = time.time()
     states = scan(Path(args.runs), now)
-    if not states:
+    stages = scan_stages(Path(args.cache), now)
+    if states:
+        print(table(states, now))
+        counts = Counter(s.state for s in states)
+        print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) +
+              ". A resumable run continues from its checkpoint when its `bench run` command "
+              "is run again.")
+    else:
         print(f"no runs under {args.runs} (expected {_LAYOUT}.json or .resume.pt)")
-        return 0
-    print(table(states, now))
-    counts = Counter(s.state for s in states)
-    print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) +
-          ". A resumable run continues from its checkpoint when its `bench run` command is "
-          "run again.")
+    if stages:
+        print("\n" + stage_table(stages, now))
+        print(f"\nOne-off stages (under {args.cache}) are shared by the runs that need them; "
+              "one resumes when any of those runs is started again.")
     return 0
 
 
@@ -169,6 +217,10 @@ def add_parser(sub) -> None:
                        "unfinished ones (their per-epoch checkpoint: epochs so far, best "
                        "validation NDCG@10, whether it is still being written, and how many "
                        "epochs can be left before early stopping or the epoch cap ends it, "
-                       "with their time at the recent pace).")
+                       "with their time at the recent pace). Then the one-off stages still "
+                       "training under the cache folder, which the runs that need them share.")
     p.add_argument("--runs", default="runs", help="the runs folder (paths.runs; default runs)")
+    p.add_argument("--cache", default=".cache",
+                   help="the cache folder, for one-off stages in progress: ID-only teachers and "
+                   "PAD phases, SCFT, converging `bench speed` runs (paths.cache; default .cache)")
     p.set_defaults(func=main)

@@ -23,7 +23,7 @@ def _filed(cache: Path) -> list[Path]:
     return sorted((cache / FOLDER / "sasrec").glob("*/model.pt"))
 
 
-def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path):
+def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path, monkeypatch):
     cfg = compose(tiny_overrides(tmp_path / "a", "train.epochs=2"))
     outcome = execute(cfg)
     (filed,) = _filed(tmp_path / "a" / "cache")
@@ -40,8 +40,13 @@ def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path):
     fresh_cfg["paths"]["cache"] = str(tmp_path / "b" / "cache")
     fresh_cfg["efficiency"]["inference"] = False  # inference timing does not enter the key
     prepared = prepare(fresh_cfg["dataset"], tmp_path / "b" / "cache")
+    monkeypatch.setattr("bench.checkpoint.EpochCheckpoint.remove", lambda self: None)
     state, items, info = trained_id_model(fresh_cfg, prepared, resolve_device("cpu"), "test")
     assert not info["cache_hit"] and info["key"] == key and items[0] == "[PAD]"
+    # its per-epoch checkpoint says what it trains, for `bench status` (the key says nothing)
+    progress = torch.load(tmp_path / "b" / "cache" / FOLDER / "sasrec" / f"{key}.resume.pt",
+                          weights_only=True)
+    assert progress["about"] == "test: ID-only sasrec, synthetic-tiny/full, seed 0"
     saved = torch.load(filed, weights_only=True)["state"]
     assert saved.keys() == state.keys()
     assert all(torch.equal(saved[k], state[k]) for k in state)

@@ -112,3 +112,43 @@ def test_checkpoints_record_patience_and_the_epoch_cap(tmp_path):
     EpochCheckpoint(path, "x").save(trainer, SimpleNamespace(epoch=1), 0, 1.5)
     state = torch.load(path, weights_only=True)
     assert (state["stopping_step"], state["max_epochs"], state["cur_step"]) == (20, 200, 2)
+
+
+def test_one_off_stages_in_progress_are_listed_from_the_cache(tmp_path, capsys):
+    """A PAD or LLMEmb run first trains its teacher / phases under the cache, where the runs
+    folder shows nothing: those checkpoints get their own table, named by what they train."""
+    from types import SimpleNamespace
+
+    from bench.checkpoint import EpochCheckpoint
+    from bench.status import scan_stages
+
+    model = torch.nn.Linear(2, 2)
+    trainer = SimpleNamespace(
+        model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), cur_step=0,
+        stopping_step=20, epochs=200, best_state=None, best_epoch=6, best_valid_score=0.05,
+        epoch_seconds=[10.0] * 7, valid_seconds=[1.0] * 7, valid_history=[0.05] * 7,
+        resumed_at=[])
+    cache = tmp_path / "cache"
+    EpochCheckpoint(cache / "id-models" / "sasrec" / "abc.resume.pt", "abc",
+                    about="PAD's phase 1: ID-only sasrec, beauty/full, seed 0"
+                    ).save(trainer, SimpleNamespace(epoch=7), 6, 70.0)
+    scft = cache / "llmemb" / "scft" / "scft-1.resume.pt"
+    scft.parent.mkdir(parents=True)
+    torch.save({"step": 75, "steps": 200, "seconds": 300.0, "about": "LLMEmb's SCFT: minilm, "
+                "beauty", "lora": {}}, scft)
+    stamp = time.time() - 3600
+    os.utime(scft, (stamp, stamp))
+    (tmp_path / "runs").mkdir()
+    stages = {s.key[0]: s for s in scan_stages(cache)}
+    teacher = stages["id-models/sasrec/abc.resume.pt"]
+    assert (teacher.state, teacher.epochs, teacher.best_epoch) == ("running", 7, 6)
+    assert teacher.left_epochs == 20 - 0 + 1
+    fine_tune = stages["llmemb/scft/scft-1.resume.pt"]
+    assert (fine_tune.state, fine_tune.epochs, fine_tune.left_epochs) == ("resumable", 75, 125)
+    assert fine_tune.left_seconds == 125 * 4.0
+    assert scan_stages(tmp_path / "no-cache") == []
+    assert main(["status", "--runs", str(tmp_path / "runs"), "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "no runs under" in out
+    assert "| PAD's phase 1: ID-only sasrec, beauty/full, seed 0 | running" in out
+    assert "| 75 steps | –" in out and "| 125 steps, 8 min" in out

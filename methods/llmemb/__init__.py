@@ -112,8 +112,9 @@ class LLMEmb(MethodAdapter):
         else:
             prompts = item_prompts(ctx.prepared.items, ctx.prepared.text_fields, tpl)
             resume = adapters.root / "scft" / f"{stage}.resume.pt"
-            peft_model, figures = train_scft(lm, prompts, m, int(m["scft_seed"]), progress,
-                                             checkpoint=resume)
+            peft_model, figures = train_scft(
+                lm, prompts, m, int(m["scft_seed"]), progress, checkpoint=resume,
+                about=f"LLMEmb's SCFT: {enc['name']}, {ds_cfg['name']}")
             staging = adapters.staging("scft", stage)
             peft_model.save_pretrained(str(staging))
             adapters.commit("scft", stage, staging, parts, figures)

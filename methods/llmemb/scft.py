@@ -67,11 +67,14 @@ CHECKPOINT_EVERY = 25  # steps; a LoRA checkpoint is a few MB even for a 7B mode
 
 
 def _save_progress(path: Path, step: int, model, tau, opt, sched, rng: random.Random,
-                   order: list[int], losses: list[float], seconds: float) -> None:
-    """The stage's state after ``step`` steps, written atomically (temp file, rename)."""
+                   order: list[int], losses: list[float], seconds: float,
+                   steps: int, about: str) -> None:
+    """The stage's state after ``step`` of ``steps`` steps, written atomically (temp file,
+    rename). ``steps`` and ``about`` are for ``bench status``; resuming reads neither."""
     from peft import get_peft_model_state_dict
 
-    state = {"step": step, "lora": get_peft_model_state_dict(model), "tau": tau.detach().cpu(),
+    state = {"step": step, "steps": steps, "about": about,
+             "lora": get_peft_model_state_dict(model), "tau": tau.detach().cpu(),
              "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.getstate(),
              "torch_rng": torch.get_rng_state(), "order": order, "losses": losses,
              "seconds": seconds}
@@ -93,14 +96,14 @@ def _load_progress(path: Path | None) -> dict[str, Any] | None:
 
 
 def train_scft(lm: LanguageModel, prompts: list[str], cfg: dict[str, Any], seed: int,
-               progress: bool = True, checkpoint: Path | None = None
+               progress: bool = True, checkpoint: Path | None = None, about: str = "SCFT"
                ) -> tuple[Any, dict[str, Any]]:
     """LoRA-fine-tune ``lm`` on ``prompts``; return the peft model and the stage's figures.
 
     ``checkpoint``: every ``CHECKPOINT_EVERY`` steps the LoRA weights, optimiser, scheduler,
     temperature and random state are saved there, and a rerun continues from the last save
     with the same result as an uninterrupted stage (the caller deletes it once the adapter
-    is committed to the cache)."""
+    is committed to the cache); ``about`` names the stage there for ``bench status``."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
     torch.manual_seed(seed)
@@ -155,7 +158,7 @@ def train_scft(lm: LanguageModel, prompts: list[str], cfg: dict[str, Any], seed:
         bar.set_postfix_str(f"loss {loss.item():.4f} tau {tau.item():.3f}")
         if checkpoint is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:
             _save_progress(checkpoint, step + 1, model, tau, opt, sched, rng, order, losses,
-                           before + time.perf_counter() - start)
+                           before + time.perf_counter() - start, steps, about)
     bar.close()
     seconds = before + time.perf_counter() - start
     model.eval()

@@ -136,7 +136,10 @@ class PAD(MethodAdapter):
                 start = time.perf_counter()
                 data_path = export_recbole(ctx.prepared, Path(ctx.cache_dir) / "recbole")
                 adapter = _AlignPhase(phase1, table.vectors)
-                resume = EpochCheckpoint(store.root / label / f"{key}.resume.pt", key)
+                resume = EpochCheckpoint(
+                    store.root / label / f"{key}.resume.pt", key,
+                    about=f"PAD's phase {phase}: {cfg['backbone']['name']}, "
+                    f"{cfg['dataset']['name']}/{cfg['protocol']['name']}, seed {cfg['seed']}")
                 art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device,
                                      resume=resume)
                 tokens = [str(t) for t in art.dataset.field2id_token[art.dataset.iid_field]]
