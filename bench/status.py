@@ -92,13 +92,12 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
 
 
 def _from_step_checkpoint(state: dict[str, Any], key, updated: float, now: float) -> RunState:
-    """A stage saved every few steps (LLMEmb's SCFT: ``methods/llmemb/scft.py``)."""
-    from methods.llmemb.scft import CHECKPOINT_EVERY
-
+    """A stage saved every few steps (LLMEmb's SCFT: ``methods/llmemb/scft.py``), running while
+    its checkpoint is younger than two saves' time."""
     done, seconds = int(state["step"]), float(state["seconds"])
     per_step = seconds / max(1, done)
     left = max(0, int(state["steps"]) - done) if "steps" in state else None
-    running = now - updated < max(60.0, 2 * CHECKPOINT_EVERY * per_step)
+    running = now - updated < max(60.0, 2 * int(state.get("every", 1)) * per_step)
     return RunState(key, "running" if running else "resumable", done, None, None, seconds,
                     None, updated, left, None if left is None else left * per_step,
                     unit="steps", about=str(state.get("about", "")))

@@ -134,8 +134,8 @@ def test_one_off_stages_in_progress_are_listed_from_the_cache(tmp_path, capsys):
                     ).save(trainer, SimpleNamespace(epoch=7), 6, 70.0)
     scft = cache / "llmemb" / "scft" / "scft-1.resume.pt"
     scft.parent.mkdir(parents=True)
-    torch.save({"step": 75, "steps": 200, "seconds": 300.0, "about": "LLMEmb's SCFT: minilm, "
-                "beauty", "lora": {}}, scft)
+    torch.save({"step": 75, "steps": 200, "every": 25, "seconds": 300.0,
+                "about": "LLMEmb's SCFT: minilm, beauty", "lora": {}}, scft)
     stamp = time.time() - 3600
     os.utime(scft, (stamp, stamp))
     (tmp_path / "runs").mkdir()

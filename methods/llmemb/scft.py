@@ -70,10 +70,10 @@ def _save_progress(path: Path, step: int, model, tau, opt, sched, rng: random.Ra
                    order: list[int], losses: list[float], seconds: float,
                    steps: int, about: str) -> None:
     """The stage's state after ``step`` of ``steps`` steps, written atomically (temp file,
-    rename). ``steps`` and ``about`` are for ``bench status``; resuming reads neither."""
+    rename). ``steps``, ``every`` and ``about`` are for ``bench status``; resuming reads none."""
     from peft import get_peft_model_state_dict
 
-    state = {"step": step, "steps": steps, "about": about,
+    state = {"step": step, "steps": steps, "every": CHECKPOINT_EVERY, "about": about,
              "lora": get_peft_model_state_dict(model), "tau": tau.detach().cpu(),
              "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": rng.getstate(),
              "torch_rng": torch.get_rng_state(), "order": order, "losses": losses,
