@@ -161,9 +161,7 @@ def table(states: list[RunState], now: float) -> str:
     from tabulate import tabulate
 
     rows = [[*s.key, s.state, s.epochs,
-             f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})" if s.best_valid is not None
-             else "–",
-             _num(s.test_ndcg10), _duration(s.train_seconds), _left(s),
+             _best(s), _num(s.test_ndcg10), _duration(s.train_seconds), _left(s),
              _duration(now - s.updated) + " ago"]
             for s in states]
     return tabulate(rows, headers=["dataset", "protocol", "method", "backbone", "seed", "state",
@@ -175,13 +173,18 @@ def table(states: list[RunState], now: float) -> str:
 def stage_table(stages: list[RunState], now: float) -> str:
     from tabulate import tabulate
 
-    rows = [[s.about or s.key[0], s.state, f"{s.epochs} {s.unit}",
-             f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})" if s.best_valid is not None
-             else "–", _left(s), _duration(now - s.updated) + " ago"]
+    rows = [[s.about or s.key[0], s.state, f"{s.epochs} {s.unit}", _best(s), _left(s),
+             _duration(now - s.updated) + " ago"]
             for s in stages]
     return tabulate(rows, headers=["one-off stage in progress", "state", "done",
                                    "best valid NDCG@10", "left at most", "last written"],
                     tablefmt="github", disable_numparse=True)
+
+
+def _best(s: RunState) -> str:
+    if s.best_valid is None:
+        return "–"
+    return f"{_num(s.best_valid)} (epoch {s.best_epoch + 1})"
 
 
 def _left(s: RunState) -> str:
