@@ -242,6 +242,24 @@ def test_page_content_follows_the_records(tmp_path):
     assert float(tail[4]) > 0 and tail[8] == "<0.0001" and float(tail[9]) < 0.001
 
 
+def test_rows_without_an_id_row_on_their_backbone_are_named_not_dropped(tmp_path):
+    """alpharec/lightgcn has no id/lightgcn to be compared with: the page says so under the
+    Δ-vs-ID tables, and says nothing once the reference row is there."""
+    records = write_records(tmp_path / "records")
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    vs_id = page.split("## Δ HR@10 vs the same backbone's ID-only row")[1].split("## ")[0]
+    assert "`alpharec / lightgcn`" in vs_id and "--backbones lightgcn" in vs_id
+    assert "| alpharec " not in vs_id  # still no comparison row for it
+
+    records = write_records(tmp_path / "records2", rows=(("id", "lightgcn", (0,)),
+                                                         ("alpharec", "lightgcn", (0,))))
+    build(records, tmp_path / "boards2", with_plots=False)
+    page = (tmp_path / "boards2" / "synthetic-full.md").read_text()
+    assert "Not in the Δ-vs-ID tables" not in page
+    assert "| alpharec | lightgcn   | overall" in page
+
+
 def test_a_variant_is_compared_with_its_base_method(tmp_path):
     """A named variant (config ``adapter`` = another method) gets a Δ table against its base
     method on the same backbone; methods' own rows are not in it."""

@@ -271,6 +271,19 @@ def delta_vs_id(page: Page, metric: str) -> str | None:
     return _delta_table(comps, lambda c: [c.row.method, c.row.backbone], ["method", "backbone"])
 
 
+def without_id_reference(page: Page) -> str | None:
+    """The rows the Δ-vs-id tables leave out (no ``id`` row on their backbone on this page),
+    named, so that a row missing from those tables is not read as a tie or an oversight."""
+    ids = {r.backbone for r in page.rows if r.method == "id"}
+    missing = [r for r in page.rows if r.method != "id" and r.backbone not in ids]
+    if not missing:
+        return None
+    backbones = ",".join(sorted({r.backbone for r in missing}))
+    return ("Not in the Δ-vs-ID tables, for want of an `id` row on their backbone on this page: "
+            + ", ".join(f"`{r.name}`" for r in missing) + f". `python -m bench run --methods id "
+            f"--backbones {backbones}` on this dataset and protocol adds the reference.")
+
+
 def delta_vs_best(page: Page, metric: str) -> str | None:
     if len(page.rows) < 2:
         return None
@@ -408,10 +421,15 @@ def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = No
     parts = [MARKER, title, header(page)]
     for metric in METRICS:
         parts += [f"## {metric}", metric_table(page, metric)]
+    shown_vs_id = False
     for metric in METRICS:
         table = delta_vs_id(page, metric)
         if table:
             parts += [f"## Δ {metric} vs the same backbone's ID-only row", table]
+            shown_vs_id = True
+    missing_id = without_id_reference(page)
+    if missing_id:
+        parts += ([] if shown_vs_id else ["## Δ vs the same backbone's ID-only row"]) + [missing_id]
     for metric in METRICS:
         table = delta_vs_base(page, metric)
         if table:
