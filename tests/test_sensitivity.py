@@ -211,3 +211,36 @@ def test_a_comparison_needs_two_methods_ranked_on_both_sides(tmp_path):
               _cold(_record("pad", "sasrec", 0)), users.assign(rank=np.arange(len(users)) + 2))
     (c,) = compare(load_pages(root))
     assert c.methods == ["id", "pad"] and (c.a, c.b) == ("tail items (full)", "cold items (cold)")
+
+
+def _masked(rec: dict) -> dict:
+    for node in (rec["protocol"], rec["config"]["protocol"]):
+        node.update(name="full-masked", exclude_history=True, fingerprint="pmasked0masked001")
+    rec["key"]["protocol"] = "full-masked"
+    return rec
+
+
+def test_a_full_masked_page_sits_between_full_and_paper(tmp_path):
+    """Masking history lifts pad above llm_esr (as it does under paper): full vs full-masked
+    shows the flip masking alone makes, full-masked vs paper what sampling adds (nothing)."""
+    root = _write(tmp_path / "records")
+    users = _users()
+    head = users["head_item"].to_numpy()
+    for method, factor in QUALITY["paper"].items():
+        for seed in (0, 1):
+            rng = np.random.default_rng(10 * seed + factor)
+            ranks = rng.integers(1, 20, len(users)) * factor
+            if method == "pad":
+                ranks = np.where(head, ranks, np.maximum(1, ranks // 2))
+            write_run(root / "synthetic" / "full-masked" / method / "sasrec" / f"seed-{seed}.json",
+                      _masked(_record(method, "sasrec", seed)), users.assign(rank=ranks))
+    by_pair = {(c.a, c.b): c for c in compare(load_pages(root))}
+    assert {("full", "paper"), ("full", "full-masked"), ("full-masked", "paper"),
+            ("tail items (full)", "tail items (full-masked)")} <= set(by_pair)
+    assert by_pair[("full", "full-masked")].flips == by_pair[("full", "paper")].flips
+    assert by_pair[("full-masked", "paper")].flips == []
+    out = tmp_path / "boards"
+    assert main(["report", "sensitivity", "--records", str(root), "--out", str(out)]) == 0
+    text = (out / "sensitivity.md").read_text()
+    assert "### synthetic / sasrec: full vs full-masked" in text
+    assert "### synthetic / sasrec: full-masked vs paper" in text

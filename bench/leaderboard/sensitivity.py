@@ -11,7 +11,10 @@ page says so with its n). The same comparison is made
 between head-item and tail-item rankings under each protocol: a method can lead on head items and trail on the tail. Where the dataset
 also has a ``cold`` page (items held out of training, bench/data/cold.py), the tail-item ranking
 under each warm protocol is compared with the cold-item ranking: the papers measure the long tail
-and argue for new items; this says whether the one predicts the other.
+and argue for new items; this says whether the one predicts the other. Where a
+``full-masked`` page exists (``full`` with the user's history items removed from the
+candidates), it is set between the two: ``full`` vs ``full-masked`` is the effect of masking
+alone, ``full-masked`` vs ``paper`` that of sampling (``paper``'s negatives exclude history).
 
 A flip between two methods whose difference is noise says nothing about the protocol. So every
 flipped pair carries the paired sign-flip randomization p of the difference on each side (per-user
@@ -38,6 +41,7 @@ from bench.leaderboard.render import MARKER, _table
 from bench.leaderboard.stats import holm, sign_flip_p
 
 METRIC = "NDCG@10"
+MASKED = "full-masked"  # `full` with history items masked (configs/protocol/full-masked.yaml)
 ALPHA = 0.05  # a flipped pair's order counts as established on a side below this adjusted p
 PAGE = "sensitivity.md"
 PLOT = "sensitivity-ranks.png"
@@ -151,7 +155,9 @@ def not_compared(pages: list[Page]) -> list[str]:
     out = []
     for dataset in sorted({p.dataset for p in pages}):
         full, paper, cold = (by_key.get((dataset, name)) for name in ("full", "paper", "cold"))
-        for a, b in ((full, paper), (full, cold), (paper, cold)):
+        masked = by_key.get((dataset, MASKED))
+        for a, b in ((full, paper), (full, masked), (masked, paper), (full, cold),
+                     (paper, cold)):
             if a is not None and b is not None and not _same_data(a, b):
                 out.append(f"{dataset}: `{a.protocol}` vs `{b.protocol}` not compared: their "
                            f"records come from different data (dataset fingerprint "
@@ -187,16 +193,15 @@ def _comparisons(pages: list[Page]) -> list[RankComparison]:
     out = []
     for dataset in sorted({p.dataset for p in pages}):
         full, paper, cold = (by_key.get((dataset, name)) for name in ("full", "paper", "cold"))
+        masked = by_key.get((dataset, MASKED))
+        pairs = [(a, b) for a, b in ((full, paper), (full, masked), (masked, paper))
+                 if _same_data(a, b)]
+        for backbone in sorted({bb for a, b in pairs for bb in _shared_backbones(a, b)}):
+            for a, b in pairs:
+                if backbone in _shared_backbones(a, b):
+                    out += _between_protocols(dataset, backbone, a, b)
         if full is not None and paper is not None:
             for backbone in _shared_backbones(full, paper):
-                if _same_data(full, paper):
-                    out.append(_comparison(dataset, backbone, ("full", full, "overall"),
-                                           ("paper", paper, "overall")))
-                    for group, label in (("head_item", "head items"),
-                                         ("tail_item", "tail items")):
-                        out.append(_comparison(dataset, backbone,
-                                               (f"{label} (full)", full, group),
-                                               (f"{label} (paper)", paper, group)))
                 for name, page in (("full", full), ("paper", paper)):
                     out.append(_comparison(dataset, backbone,
                                            (f"head items ({name})", page, "head_item"),
@@ -209,6 +214,14 @@ def _comparisons(pages: list[Page]) -> list[RankComparison]:
                                                            "tail_item"),
                                        ("cold items (cold)", cold, "overall")))
     return out
+
+
+def _between_protocols(dataset: str, backbone: str, a: Page, b: Page) -> list[RankComparison]:
+    """Page ``a``'s ranking vs page ``b``'s on one backbone: overall, head and tail items."""
+    return [_comparison(dataset, backbone, (a.protocol, a, "overall"), (b.protocol, b, "overall"))
+            ] + [_comparison(dataset, backbone, (f"{label} ({a.protocol})", a, group),
+                             (f"{label} ({b.protocol})", b, group))
+                 for group, label in (("head_item", "head items"), ("tail_item", "tail items"))]
 
 
 def _shared_backbones(a: Page, b: Page) -> list[str]:
@@ -272,7 +285,10 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
              "where a method's advantage lives. Where a `cold` page exists (items held out of "
              "training), each warm protocol's tail-item ranking is set beside the cold-item "
              "ranking: would the long tail, which is what the papers measure, have predicted "
-             "which method ranks new items best? Rankings come from the same records as the "
+             "which method ranks new items best? Where a `full-masked` page exists (full "
+             "ranking with the user's history items removed from the candidates, as `paper` "
+             "removes them from its negatives), `full` vs `full-masked` is the effect of "
+             "masking alone and `full-masked` vs `paper` that of sampling. Rankings come from the same records as the "
              "dataset pages; a method missing under one protocol is left out of that pair. "
              "Each flipped pair is tested on both sides (paired sign-flip randomization test on "
              f"per-user {METRIC}, seed-averaged, Holm-adjusted over the side's pairs): "
@@ -288,7 +304,7 @@ def sensitivity_markdown(comparisons: list[RankComparison], plot: str | None,
 
 def _plotted(comparisons: list[RankComparison]) -> list[RankComparison]:
     """The comparisons the rank plot has a panel for: between protocols, not within one."""
-    return [c for c in comparisons if c.a == "full" or c.b.startswith("cold")]
+    return [c for c in comparisons if c.a in ("full", MASKED) or c.b.startswith("cold")]
 
 
 def rank_plot(comparisons: list[RankComparison], path: Path) -> None:
