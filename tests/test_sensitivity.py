@@ -17,6 +17,7 @@ from bench.records import write_run
 # items (NDCG@10 full: llmemb .24 > llm_esr .10 > pad .06 > id .01; paper: pad > llm_esr)
 QUALITY = {"full": {"id": 6, "llm_esr": 2, "pad": 4, "llmemb": 1},
            "paper": {"id": 6, "llm_esr": 3, "pad": 4, "llmemb": 1}}
+QUALITY["full-masked"] = QUALITY["paper"]  # masking alone makes paper's flip
 
 
 def _paper(rec: dict) -> dict:
@@ -24,6 +25,13 @@ def _paper(rec: dict) -> dict:
         node.update(name="paper", candidates="sampled", n_negatives=100, negative_seed=0,
                     fingerprint="pfeedfacefeed0001")
     rec["key"]["protocol"] = "paper"
+    return rec
+
+
+def _masked(rec: dict) -> dict:
+    for node in (rec["protocol"], rec["config"]["protocol"]):
+        node.update(name="full-masked", exclude_history=True, fingerprint="pmasked0masked001")
+    rec["key"]["protocol"] = "full-masked"
     return rec
 
 
@@ -39,9 +47,9 @@ def _write(root, protocols=("full", "paper"), paper_tail: bool = True):
                 ranks = rng.integers(1, 20, len(users)) * factor
                 if method == "pad":
                     ranks = np.where(head, ranks, np.maximum(1, ranks // 2))
-                rec = _record(method, "sasrec", seed)
-                rec = _paper(rec) if protocol == "paper" else rec
-                side = users if protocol == "full" or paper_tail else users.assign(head_item=True)
+                rec = {"full": dict, "paper": _paper, "full-masked": _masked}[protocol](
+                    _record(method, "sasrec", seed))
+                side = users if protocol != "paper" or paper_tail else users.assign(head_item=True)
                 write_run(root / "synthetic" / protocol / method / "sasrec" / f"seed-{seed}.json",
                           rec, side.assign(rank=ranks))
     return root
@@ -213,27 +221,10 @@ def test_a_comparison_needs_two_methods_ranked_on_both_sides(tmp_path):
     assert c.methods == ["id", "pad"] and (c.a, c.b) == ("tail items (full)", "cold items (cold)")
 
 
-def _masked(rec: dict) -> dict:
-    for node in (rec["protocol"], rec["config"]["protocol"]):
-        node.update(name="full-masked", exclude_history=True, fingerprint="pmasked0masked001")
-    rec["key"]["protocol"] = "full-masked"
-    return rec
-
-
 def test_a_full_masked_page_sits_between_full_and_paper(tmp_path):
     """Masking history lifts pad above llm_esr (as it does under paper): full vs full-masked
     shows the flip masking alone makes, full-masked vs paper what sampling adds (nothing)."""
-    root = _write(tmp_path / "records")
-    users = _users()
-    head = users["head_item"].to_numpy()
-    for method, factor in QUALITY["paper"].items():
-        for seed in (0, 1):
-            rng = np.random.default_rng(10 * seed + factor)
-            ranks = rng.integers(1, 20, len(users)) * factor
-            if method == "pad":
-                ranks = np.where(head, ranks, np.maximum(1, ranks // 2))
-            write_run(root / "synthetic" / "full-masked" / method / "sasrec" / f"seed-{seed}.json",
-                      _masked(_record(method, "sasrec", seed)), users.assign(rank=ranks))
+    root = _write(tmp_path / "records", protocols=("full", "paper", "full-masked"))
     by_pair = {(c.a, c.b): c for c in compare(load_pages(root))}
     assert {("full", "paper"), ("full", "full-masked"), ("full-masked", "paper"),
             ("tail items (full)", "tail items (full-masked)")} <= set(by_pair)
