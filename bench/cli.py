@@ -8,9 +8,11 @@ partial record.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
 
 from bench.errors import BenchError
 
@@ -462,13 +464,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _terminate_as_interrupt():
+            return func(args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM): no partial record was written; a run with an epoch "
+              "checkpoint resumes from it when its command is run again", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted: no partial record was written", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C is.
+
+    Why: a scheduler or ``kill`` stops a job with SIGTERM, whose default action ends Python
+    at once: no ``finally`` runs, so a half-written checkpoint's temp file and the run's
+    temporary directory stay behind. As an exception it unwinds like Ctrl-C: every atomic
+    writer removes its temp file and every ``TemporaryDirectory`` is deleted."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` inside the block (main thread only; restored after)."""
+    def handler(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

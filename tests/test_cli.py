@@ -1,11 +1,12 @@
 """Bad input: one clear line on stderr, exit code 2, no traceback and no partial record.
 
 The corpus of malformed inputs across every surface is ``bad_inputs.py``; here: the CLI's own
-behaviour (suggestions, a real process's exit code, help on every command)."""
+behaviour (suggestions, a real process's exit code, help on every command, SIGTERM)."""
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, tiny_overrides
@@ -58,3 +59,33 @@ def test_every_command_has_help(capsys):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path, monkeypatch, capsys):
+    """A scheduler's SIGTERM leaves no temporary directory or temp file behind and exits 143;
+    the process's own SIGTERM handling is restored afterwards."""
+    import argparse
+    import os
+    import signal
+    import tempfile
+    import time
+
+    from bench import cli
+
+    def job(args) -> int:
+        with tempfile.TemporaryDirectory(prefix="bench-run-", dir=tmp_path) as work:
+            (Path(work) / "half-written").write_text("x")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the signal interrupts this
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=job)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    before = signal.getsignal(signal.SIGTERM)
+    start = time.perf_counter()
+    assert main([]) == 143
+    assert time.perf_counter() - start < 5
+    assert list(tmp_path.iterdir()) == []
+    assert "terminated (SIGTERM): no partial record" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before
