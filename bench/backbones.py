@@ -38,6 +38,8 @@ class Seq2SeqMixin:
     """Loss over every supervised position of a dynamically padded batch."""
 
     objective = "causal"  # "causal": predict item t+1 at t; "masked": predict masked items
+    # protocol.training=prefix: a window's last position is its one target (next-item models)
+    prefix_training = True
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -243,6 +245,7 @@ class Seq2SeqBERT4Rec(Seq2SeqMixin, BERT4Rec):
     """BERT4Rec's masked-item objective on the user's window; RecBole's inference unchanged."""
 
     objective = "masked"
+    prefix_training = False  # cloze masks the whole window; bare RecBole masks each prefix
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -20,6 +20,9 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.adapters import CONFIG_DIR, check_name, config_names
 from bench.errors import BenchError, unknown_name
 
+# ``protocol.training``: how the training part becomes windows (``bench.training.training_windows``)
+TRAINING_MODES = ("seq2seq", "seq2seq-tiled", "prefix")
+
 GROUPS = ("dataset", "method", "backbone", "protocol", "encoder")
 
 
@@ -118,8 +121,8 @@ def validate(cfg: dict[str, Any]) -> None:
         _require(isinstance(p["negative_seed"], int), "protocol.negative_seed", p["negative_seed"],
                  "an integer")
     _require(p["loss"] in ("ce", "bce"), "protocol.loss", p["loss"], "ce or bce")
-    _require(p["training"] in ("seq2seq", "seq2seq-tiled"), "protocol.training", p["training"],
-             "seq2seq or seq2seq-tiled")
+    _require(p["training"] in TRAINING_MODES, "protocol.training", p["training"],
+             "seq2seq, seq2seq-tiled or prefix")
     _require(p["groups"] in ("quantile", "threshold"), "protocol.groups", p["groups"],
              "quantile or threshold")
     _require(isinstance(p["max_seq_length"], int) and p["max_seq_length"] >= 2,

@@ -51,6 +51,7 @@ class LightGCN(Seq2SeqMixin, SequentialRecommender):
     """ID user and item tables, LightGCN propagation, dot-product (or cosine) scores."""
 
     objective = "causal"  # the loader's windows; every item in the window is a positive
+    prefix_training = False  # a window is a bag of positives: prefixes would repeat them
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

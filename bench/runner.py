@@ -285,6 +285,9 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
         raise BenchError(f"protocol '{protocol['name']}' holds out cold items, but dataset "
                          f"'{prepared.name}' was passed whole; pass bench.data.cold.cold_view(...)")
     backbone_cls = BACKBONES[key.backbone]
+    if protocol["training"] == "prefix" and not backbone_cls.prefix_training:
+        raise BenchError(f"protocol.training=prefix trains next-item backbones (sasrec, "
+                         f"gru4rec), not '{key.backbone}': use seq2seq or seq2seq-tiled")
     item_file = recbole_item_file(prepared, data_path) is not None
     rb_config = recbole_config(backbone_cls, prepared.name,
                                _recbole_dict(cfg, data_path, work_dir, device, item_file))
@@ -312,11 +315,9 @@ def build_setup(cfg: dict[str, Any], key: RunKey, adapter, prepared: PreparedDat
                              "bench.backbones class to run protocol=cold")
         model.exclude_items(cold.to(device))
     loader = Seq2SeqTrainLoader(splits[0], adapter.batch_size(ctx), backbone_cls.objective,
-                                key.seed, t["bucket_batches"],
-                                tiled=protocol["training"] == "seq2seq-tiled")
+                                key.seed, t["bucket_batches"], mode=protocol["training"])
     if t["loss_reduction"] == "constant":
-        per_window = model.expected_positions(loader.lengths)
-        model.position_norm = loader.batch_size * float(per_window.mean())
+        model.position_norm = loader.batch_size * float(loader.expected_positions(model).mean())
     return Setup(rb_config, dataset, tuple(splits), stats, valid, test, ctx, model, loader,
                  data_seconds, prepare_seconds)
 

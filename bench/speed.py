@@ -159,7 +159,8 @@ def main(args: argparse.Namespace) -> int:
     headers = ["variant", "train samples/epoch", "epochs", "s/epoch (median)", "suite / this",
                "best valid NDCG@10", "best epoch", "load after"]
     variants = {
-        "suite": ("suite (seq2seq, dynamic padding)", lambda: suite(cfg, prepared, data_path)),
+        "suite": (f"suite ({cfg['protocol']['training']}, dynamic padding)",
+                  lambda: suite(cfg, prepared, data_path)),
         "bare": ("bare RecBole, anomaly mode off", lambda: bare_recbole(
             cfg, data_path, prepared.name, epochs, patience, anomaly=False, validate=converge)),
         "bare-anomaly": ("bare RecBole, anomaly mode on (its default)", lambda: bare_recbole(

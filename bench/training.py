@@ -1,8 +1,9 @@
 """Training: a sequence-to-sequence train loader and RecBole's Trainer with the suite's validation.
 
 The loader yields one window per user (the last ``max_len + 1`` training items; with
-``protocol.training: seq2seq-tiled`` the whole training part in consecutive windows), in batches
-padded to their own longest sequence. Batches are *length-bucketed*: each epoch shuffles the
+``protocol.training: seq2seq-tiled`` the whole training part in consecutive windows; with
+``prefix`` one window per training target, supervised at its last position only, as bare
+RecBole trains), in batches padded to their own longest sequence. Batches are *length-bucketed*: each epoch shuffles the
 users, sorts chunks of ``bucket_batches`` batches by length and shuffles the batch order, so a
 batch of short sequences is not padded to the longest sequence in the data set.
 
@@ -26,16 +27,18 @@ from bench.backbones import TARGET_SEQ
 from bench.item_tables import one_table_per_step
 
 
-def training_windows(split, tiled: bool = False) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def training_windows(split, mode: str = "seq2seq") -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Training windows of at most ``max_len + 1`` items, right-padded.
 
-    ``tiled=False`` (``protocol.training: seq2seq``): one window per user, the last ``max_len + 1``
-    items of their training part, as the original SASRec trains. A user whose training part is
-    longer loses its earlier targets (Beauty: 3,382 of 131,413, from 127 users).
-    ``tiled=True`` (``seq2seq-tiled``): the user's whole training part cut into consecutive
-    windows from the end, so every training target is predicted exactly once per epoch, as
-    bare RecBole's prefix augmentation trains every target once (bare gives each target up to
-    ``max_len`` items of history; a window gives its first targets less).
+    ``seq2seq``: one window per user, the last ``max_len + 1`` items of their training part, as
+    the original SASRec trains. A user whose training part is longer loses its earlier targets
+    (Beauty: 3,382 of 131,413, from 127 users).
+    ``seq2seq-tiled``: the user's whole training part cut into consecutive windows from the
+    end, so every training target is predicted exactly once per epoch, as bare RecBole's prefix
+    augmentation trains every target once (bare gives each target up to ``max_len`` items of
+    history; a window gives its first targets less).
+    ``prefix``: one window per training target (RecBole's augmented rows themselves: up to
+    ``max_len`` items, then the target); the loader supervises only its last position.
 
     Returns the users (internal ids, one per window), the windows and their lengths.
     A user whose training part has a single item has no training target and no window.
@@ -50,7 +53,9 @@ def training_windows(split, tiled: bool = False) -> tuple[torch.Tensor, torch.Te
     uid = f[split.uid_field].numpy()
     users, first_from_end = np.unique(uid[::-1], return_index=True)
     rows = len(uid) - 1 - first_from_end
-    if tiled:
+    if mode == "prefix":
+        rows, users = np.arange(len(uid)), uid
+    elif mode == "seq2seq-tiled":
         _, first_row = np.unique(uid, return_index=True)  # RecBole keeps a user's rows together
         n_rows = rows - first_row + 1
         per_user = (n_rows + max_len - 1) // max_len
@@ -84,10 +89,11 @@ def window_inputs(win: torch.Tensor, lens: torch.Tensor,
 
 
 class Seq2SeqTrainLoader:
-    """Training windows (one per user, or tiled), dynamically padded, shuffled per epoch (seeded)."""
+    """Training windows (``protocol.training``, see ``training_windows``), dynamically padded,
+    shuffled per epoch (seeded)."""
 
     def __init__(self, train_split, batch_size: int, objective: str, seed: int,
-                 bucket_batches: int = 16, tiled: bool = False):
+                 bucket_batches: int = 16, mode: str = "seq2seq"):
         cfg = train_split.config
         self.dataset = train_split  # RecBole's Trainer reads ``train_data.dataset``
         self.shuffle = True
@@ -96,11 +102,20 @@ class Seq2SeqTrainLoader:
         self.seq_field = cfg["ITEM_ID_FIELD"] + cfg["LIST_SUFFIX"]
         self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
         self.uid_field = train_split.uid_field
-        self.users, self.windows, self.lengths = training_windows(train_split, tiled)
+        self.users, self.windows, self.lengths = training_windows(train_split, mode)
+        # prefix windows of a causal model: the target after the last item is the only one
+        self.last_only = mode == "prefix"
         self.epoch = 0
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.lengths) / self.batch_size))
+
+    def expected_positions(self, model) -> np.ndarray:
+        """Supervised positions per window (the constant loss reduction's divisor): one for a
+        prefix window, else what the model's objective supervises in a window."""
+        if self.last_only:
+            return np.ones(len(self.lengths))
+        return model.expected_positions(self.lengths)
 
     def _batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         perm = rng.permutation(len(self.lengths))
@@ -118,7 +133,11 @@ class Seq2SeqTrainLoader:
         seq, seq_len = window_inputs(win, lens, self.objective)
         fields = {self.seq_field: seq, self.len_field: seq_len, self.uid_field: self.users[rows]}
         if self.objective == "causal":  # inputs = items 1..n-1, targets = items 2..n
-            fields[TARGET_SEQ] = win[:, 1: int(lens.max())]
+            targets = win[:, 1: int(lens.max())]
+            if self.last_only:  # a prefix window predicts its last item only
+                last = torch.arange(len(rows)), lens - 2
+                targets = torch.zeros_like(targets).index_put_(last, targets[last])
+            fields[TARGET_SEQ] = targets
         return Interaction(fields)
 
     def __iter__(self) -> Iterator[Interaction]:

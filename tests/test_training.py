@@ -116,7 +116,7 @@ def test_tiled_windows_predict_every_training_target_exactly_once(tmp_path):
     training part; their targets (items 2..n of each window) are the user's training targets,
     each once and in order. ``seq2seq`` keeps only the last window of each user."""
     split = _split_with_max_len(tmp_path, 5)
-    tiled = Seq2SeqTrainLoader(split, 32, "causal", 0, tiled=True)
+    tiled = Seq2SeqTrainLoader(split, 32, "causal", 0, mode="seq2seq-tiled")
     last = Seq2SeqTrainLoader(split, 32, "causal", 0)
     uid = split.inter_feat[split.uid_field].numpy()
     targets = split.inter_feat[split.iid_field].numpy()
@@ -166,3 +166,48 @@ def test_a_slow_epoch_shows_its_steps(tmp_path, monkeypatch, capsys):
 
     assert steps_shown(0.0, "slow")
     assert not steps_shown(3600.0, "fast")
+
+
+def test_prefix_windows_are_recboles_rows_supervised_at_their_target(trained):
+    """``protocol.training=prefix``: one window per RecBole training row (its history, then its
+    target), only the target supervised, so the loss on a batch is bare RecBole's objective
+    on those rows: the cross-entropy of RecBole's own SASRec forward at the last item."""
+    import torch.nn.functional as F
+    from recbole.model.sequential_recommender import SASRec
+
+    art = trained("sasrec")
+    split, model = art.splits[0], art.model
+    loader = Seq2SeqTrainLoader(split, 16, "causal", seed=0, mode="prefix")
+    f, seq_field, len_field = split.inter_feat, loader.seq_field, loader.len_field
+    rows = {(tuple(s[:n].tolist()), t) for s, n, t in
+            zip(f[seq_field], f[len_field].tolist(), f[split.iid_field].tolist())}
+    assert len(loader.lengths) == len(f) and (loader.expected_positions(model) == 1).all()
+    seen = set()
+    for batch in loader:
+        seq, lens, tgt = batch[seq_field], batch[len_field], batch[TARGET_SEQ]
+        assert ((tgt > 0).sum(1) == 1).all()  # one target per window, after its last item
+        last = tgt[torch.arange(len(lens)), lens - 1]
+        seen |= {(tuple(s[:n].tolist()), t) for s, n, t in zip(seq, lens.tolist(), last.tolist())}
+    assert seen == rows
+    model.eval()  # no dropout: both forwards see the same function
+    norm, model.position_norm = model.position_norm, None
+    try:
+        with torch.no_grad():
+            suite_loss = model.calculate_loss(batch)
+            hidden = SASRec.forward(model, seq, lens)  # RecBole's forward: gathered at lens - 1
+            bare = F.cross_entropy(hidden @ model.item_embedding.weight[1:].T, last - 1)
+    finally:
+        model.position_norm = norm
+    assert torch.allclose(suite_loss, bare, atol=1e-6)
+
+
+def test_prefix_training_rejects_backbones_it_does_not_fit(tmp_path):
+    from bench.config import compose
+    from bench.errors import BenchError
+    from bench.runner import execute
+    from tests.conftest import tiny_overrides
+
+    cfg = compose(tiny_overrides(tmp_path, "backbone=bert4rec", "protocol.training=prefix"))
+    with pytest.raises(BenchError, match="protocol.training=prefix trains next-item backbones"):
+        execute(cfg)
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))

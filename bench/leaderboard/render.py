@@ -128,7 +128,8 @@ def header(page: Page) -> str:
         ["loss", f"{proto['loss']} (the protocol's; methods add their own terms, see records' "
                  "`method_info`)"],
         ["max sequence length", str(proto["max_seq_length"])],
-        ["training", f"≤ {train['epochs']} epochs, early stopping on validation "
+        ["training", f"{proto.get('training', 'seq2seq')} windows, ≤ {train['epochs']} epochs, "
+                     f"early stopping on validation "
                      f"{proto['valid_metric']} (patience {train['patience']}), batch "
                      f"{train['batch_size']}, lr {train['learning_rate']}, loss reduction "
                      f"{train.get('loss_reduction', 'batch_mean')}"],
