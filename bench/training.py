@@ -3,9 +3,10 @@
 The loader yields one window per user (the last ``max_len + 1`` training items; with
 ``protocol.training: seq2seq-tiled`` the whole training part in consecutive windows; with
 ``prefix`` one window per training target, supervised at its last position only, as bare
-RecBole trains), in batches padded to their own longest sequence. Batches are *length-bucketed*: each epoch shuffles the
-users, sorts chunks of ``bucket_batches`` batches by length and shuffles the batch order, so a
-batch of short sequences is not padded to the longest sequence in the data set.
+RecBole trains), in batches padded to their own longest sequence. Batches are
+*length-bucketed*: each epoch shuffles the users, sorts chunks of ``bucket_batches`` batches by
+length and shuffles the batch order, so a batch of short sequences is not padded to the longest
+sequence in the data set.
 
 ``BenchTrainer`` is RecBole's ``Trainer`` (optimiser, epochs, early stopping, gradient clipping,
 progress bars) with two changes: validation uses the protocol's evaluator (pessimistic ranks,
@@ -103,7 +104,7 @@ class Seq2SeqTrainLoader:
         self.len_field = cfg["ITEM_LIST_LENGTH_FIELD"]
         self.uid_field = train_split.uid_field
         self.users, self.windows, self.lengths = training_windows(train_split, mode)
-        # prefix windows of a causal model: the target after the last item is the only one
+        # prefix: a window's one target is its last item (the runner allows causal models only)
         self.last_only = mode == "prefix"
         self.epoch = 0
 
