@@ -82,14 +82,13 @@ def trained_id_model(cfg: dict[str, Any], prepared, device: torch.device,
         folder = store.valid(kind, key)
         if folder is None:
             cache = Path(cfg["paths"]["cache"])
-            resume = EpochCheckpoint(store.root / kind / f"{key}.resume.pt", key,
-                                     about=f"{label}: ID-only {kind}, "
-                                     f"{cfg['dataset']['name']}/{cfg['protocol']['name']}, "
-                                     f"seed {cfg['seed']}")
+            about = (f"{label}: ID-only {kind}, {cfg['dataset']['name']}/"
+                     f"{cfg['protocol']['name']}, seed {cfg['seed']}")
+            resume = EpochCheckpoint(store.root / kind / f"{key}.resume.pt", key, about=about)
             start = time.perf_counter()
             art = train_and_test(cfg, load_adapter("id"), prepared,
                                  export_recbole(prepared, cache / "recbole"), device,
-                                 resume=resume)
+                                 resume=resume, progress=about)
             resume.remove()
             folder = store.valid(kind, key)  # the id adapter filed it
             if folder is None:

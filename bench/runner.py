@@ -244,16 +244,18 @@ def _check_same_run(record_path: Path, prepared: PreparedDataset, cfg: dict[str,
 
 def train_and_test(cfg: dict[str, Any], adapter, prepared: PreparedDataset, data_path: Path,
                    device: torch.device, adapter_view: PreparedDataset | None = None,
-                   resume: EpochCheckpoint | None = None) -> Artifacts:
+                   resume: EpochCheckpoint | None = None,
+                   progress: str | None = None) -> Artifacts:
     """Train with early stopping on validation, restore the best weights, rank the test users.
 
     ``adapter_view``: the prepared dataset the adapter is shown instead of ``prepared`` (the
     conformance check passes a copy with perturbed held-out targets; the harness's own split,
     selection and evaluation always use ``prepared``). ``resume``: continue from (and save
-    after every epoch) this checkpoint."""
+    after every epoch) this checkpoint. ``progress``: the epoch bar's label (default: the run's
+    key), for a model trained inside another run (LLMEmb's teacher, PAD's phases)."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as work_dir:
         return _train_and_test(cfg, run_key(cfg), adapter, prepared, data_path, Path(work_dir),
-                               device, adapter_view or prepared, resume)
+                               device, adapter_view or prepared, resume, progress)
 
 
 @dataclass
@@ -336,7 +338,8 @@ def validation_fn(model, valid: EvalSplit, cfg: dict[str, Any], device: torch.de
 
 def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_path: Path,
                     work_dir: Path, device: torch.device, adapter_view: PreparedDataset,
-                    resume: EpochCheckpoint | None = None) -> Artifacts:
+                    resume: EpochCheckpoint | None = None,
+                    progress: str | None = None) -> Artifacts:
     protocol, t = cfg["protocol"], cfg["train"]
     # the code that trains, not what is checked out by the time the record is written
     code_at_start = provenance(device, None)["git"]
@@ -349,7 +352,7 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     trainer = BenchTrainer(rb_config, model, validation_fn(model, valid, cfg, device),
                            step_progress=bool(cfg.get("show_progress", True)))
     seconds_before = resume.restore(trainer, loader) if resume is not None else 0.0
-    bar = tqdm(total=t["epochs"], initial=len(trainer.valid_history), desc=str(key),
+    bar = tqdm(total=t["epochs"], initial=len(trainer.valid_history), desc=progress or str(key),
                unit="epoch", leave=True, disable=not cfg.get("show_progress", True),
                dynamic_ncols=True)
 

@@ -52,6 +52,22 @@ def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path, monkey
     assert all(torch.equal(saved[k], state[k]) for k in state)
 
 
+def test_a_model_trained_inside_another_run_shows_a_labelled_epoch_bar(tmp_path, capsys):
+    """LLMEmb's teacher trains for 20 minutes on Beauty before the run's own first epoch; the
+    user sees whose epochs they are, not a silent wait (nor the bar of an `id` run they never
+    asked for)."""
+    cfg = compose(tiny_overrides(tmp_path, "train.epochs=1", "show_progress=true"))
+    prepared = prepare(cfg["dataset"], tmp_path / "cache")
+    trained_id_model(cfg, prepared, resolve_device("cpu"), "LLMEmb's teacher")
+    err = capsys.readouterr().err
+    assert "LLMEmb's teacher: ID-only sasrec, synthetic-tiny/full, seed 0" in err
+    assert "1/1" in err  # the epoch bar itself, not only a heading
+    quiet = compose(tiny_overrides(tmp_path / "q", "train.epochs=1"))  # show_progress=false
+    trained_id_model(quiet, prepare(quiet["dataset"], tmp_path / "q" / "cache"),
+                     resolve_device("cpu"), "LLMEmb's teacher")
+    assert "ID-only" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_pad_phase1_and_the_llmemb_teacher_reuse_the_id_run(tmp_path, tiny_llama_dir):
     execute(compose(tiny_overrides(tmp_path, "train.epochs=2")))

@@ -134,8 +134,7 @@ class LLMEmb(MethodAdapter):
         cfg = copy.deepcopy(ctx.run_cfg)
         cfg["method"] = compose(["method=id"])["method"]
         cfg["backbone"] = {**compose(["backbone=sasrec"])["backbone"], "hidden_size": dim}
-        cfg["seed"] = int(ctx.method_cfg["teacher_seed"])
-        cfg["show_progress"] = False
+        cfg["seed"] = int(ctx.method_cfg["teacher_seed"])  # shows its epoch bar, labelled
         cfg["efficiency"] = {**(cfg.get("efficiency") or {}), "inference": False}  # not served
         state, items, one_off["teacher"] = trained_id_model(cfg, ctx.prepared, ctx.device,
                                                              "LLMEmb's teacher")

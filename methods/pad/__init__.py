@@ -101,7 +101,6 @@ class PAD(MethodAdapter):
         cfg = copy.deepcopy(ctx.run_cfg)
         seed = ctx.method_cfg.get("phase_seed")
         cfg["seed"] = int(cfg["seed"] if seed is None else seed)
-        cfg["show_progress"] = False
         cfg["efficiency"] = {**(cfg.get("efficiency") or {}), "inference": False}  # not served
         if phase == 1:
             cfg["method"] = compose(["method=id"])["method"]
@@ -141,7 +140,7 @@ class PAD(MethodAdapter):
                     about=f"PAD's phase {phase}: {cfg['backbone']['name']}, "
                     f"{cfg['dataset']['name']}/{cfg['protocol']['name']}, seed {cfg['seed']}")
                 art = train_and_test(cfg, adapter, ctx.prepared, data_path, ctx.device,
-                                     resume=resume)
+                                     resume=resume, progress=resume.about)
                 tokens = [str(t) for t in art.dataset.field2id_token[art.dataset.iid_field]]
                 state = {k: v.detach().cpu() for k, v in art.model.state_dict().items()}
                 figures = {"seconds": time.perf_counter() - start,
