@@ -195,16 +195,20 @@ def _left(s: RunState) -> str:
 
 def main(args: argparse.Namespace) -> int:
     now = time.time()
-    states = scan(Path(args.runs), now)
     stages = scan_stages(Path(args.cache), now)
+    if stages and not Path(args.runs).is_dir():  # a first run still in its one-off stages
+        print(f"no runs folder {args.runs} yet: no run has reached its own training")
+        states = []
+    else:
+        states = scan(Path(args.runs), now)
+        if not states:
+            print(f"no runs under {args.runs} (expected {_LAYOUT}.json or .resume.pt)")
     if states:
         print(table(states, now))
         counts = Counter(s.state for s in states)
         print("\n" + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) +
               ". A resumable run continues from its checkpoint when its `bench run` command "
               "is run again.")
-    else:
-        print(f"no runs under {args.runs} (expected {_LAYOUT}.json or .resume.pt)")
     if stages:
         print("\n" + stage_table(stages, now))
         print(f"\nOne-off stages (under {args.cache}) are shared by the runs that need them; "

@@ -152,3 +152,11 @@ def test_one_off_stages_in_progress_are_listed_from_the_cache(tmp_path, capsys):
     assert "no runs under" in out
     assert "| PAD's phase 1: ID-only sasrec, beauty/full, seed 0 | running" in out
     assert "| 75 steps | –" in out and "| 125 steps, 8 min" in out
+    # a first run still training its teacher has written no runs folder yet: the stages show,
+    # not a "runs folder not found" error (that stays the answer when nothing is under way)
+    assert main(["status", "--runs", str(tmp_path / "none-yet"), "--cache", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "no runs folder" in out and "| PAD's phase 1: ID-only sasrec" in out
+    assert main(["status", "--runs", str(tmp_path / "none-yet"),
+                 "--cache", str(tmp_path / "x")]) == 2
+    assert "none-yet not found" in capsys.readouterr().err
