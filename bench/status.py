@@ -34,8 +34,9 @@ class RunState:
     train_seconds: float | None
     test_ndcg10: float | None
     updated: float  # mtime of the file read
-    # unfinished runs: epochs left at most (early stopping's patience or the epoch cap, whichever
-    # comes first, if validation does not improve) and their time at the recent epoch pace
+    # unfinished runs: epochs left if validation does not improve again (early stopping's
+    # patience or the epoch cap, whichever comes first; a new best adds more), and their time at
+    # the recent epoch pace
     left_epochs: int | None = None
     left_seconds: float | None = None
     unit: str = "epochs"
@@ -166,7 +167,7 @@ def table(states: list[RunState], now: float) -> str:
             for s in states]
     return tabulate(rows, headers=["dataset", "protocol", "method", "backbone", "seed", "state",
                                    "epochs", "best valid NDCG@10", "test NDCG@10", "training",
-                                   "left at most", "last written"], tablefmt="github",
+                                   "left if no new best", "last written"], tablefmt="github",
                     disable_numparse=True)
 
 
@@ -177,7 +178,7 @@ def stage_table(stages: list[RunState], now: float) -> str:
              _duration(now - s.updated) + " ago"]
             for s in stages]
     return tabulate(rows, headers=["one-off stage in progress", "state", "done",
-                                   "best valid NDCG@10", "left at most", "last written"],
+                                   "best valid NDCG@10", "left if no new best", "last written"],
                     tablefmt="github", disable_numparse=True)
 
 
