@@ -163,7 +163,7 @@ def table(states: list[RunState], now: float) -> str:
 
     rows = [[*s.key, s.state, s.epochs,
              _best(s), _num(s.test_ndcg10), _duration(s.train_seconds), _left(s),
-             _duration(now - s.updated) + " ago"]
+             _ago(now, s.updated)]
             for s in states]
     return tabulate(rows, headers=["dataset", "protocol", "method", "backbone", "seed", "state",
                                    "epochs", "best valid NDCG@10", "test NDCG@10", "training",
@@ -175,11 +175,16 @@ def stage_table(stages: list[RunState], now: float) -> str:
     from tabulate import tabulate
 
     rows = [[s.about or s.key[0], s.state, f"{s.epochs} {s.unit}", _best(s), _left(s),
-             _duration(now - s.updated) + " ago"]
+             _ago(now, s.updated)]
             for s in stages]
     return tabulate(rows, headers=["one-off stage in progress", "state", "done",
                                    "best valid NDCG@10", "left if no new best", "last written"],
                     tablefmt="github", disable_numparse=True)
+
+
+def _ago(now: float, updated: float) -> str:
+    """A file written while the scan ran has a time after ``now``: that is 0 s ago, not -5 s."""
+    return _duration(max(0.0, now - updated)) + " ago"
 
 
 def _best(s: RunState) -> str:

@@ -160,3 +160,12 @@ def test_one_off_stages_in_progress_are_listed_from_the_cache(tmp_path, capsys):
     assert main(["status", "--runs", str(tmp_path / "none-yet"),
                  "--cache", str(tmp_path / "x")]) == 2
     assert "none-yet not found" in capsys.readouterr().err
+
+
+def test_a_checkpoint_written_during_the_scan_is_zero_seconds_old(tmp_path, capsys):
+    """The scan's clock is read first; a running job may rewrite its checkpoint just after."""
+    _checkpoint(tmp_path / "beauty" / "full" / "llmemb" / "sasrec" / "seed-0.resume.pt",
+                age=-5)
+    assert main(["status", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 0 s ago" in out and "-5 s" not in out
