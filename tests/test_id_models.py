@@ -53,7 +53,7 @@ def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path, monkey
 
 
 def test_a_model_trained_inside_another_run_shows_a_labelled_epoch_bar(tmp_path, capsys):
-    """LLMEmb's teacher trains for 20 minutes on Beauty before the run's own first epoch; the
+    """LLMEmb's teacher trains for half an hour on Beauty before the run's own first epoch; the
     user sees whose epochs they are, not a silent wait (nor the bar of an `id` run they never
     asked for)."""
     cfg = compose(tiny_overrides(tmp_path, "train.epochs=1", "show_progress=true"))
