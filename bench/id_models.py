@@ -11,7 +11,10 @@ by side (the ``id`` run holds the lock a teacher or phase 1 waits on: ``id_model
 
 An entry is ``<cache>/id-models/<backbone>/<key>/model.pt`` (state dict plus the item-token order
 it was trained under), sealed with a checksum manifest (``DirCache``); the manifest's figures
-say how and where it was trained, and records that reuse one name it in ``efficiency.one_off``.
+say how, where and by which code (git commit) it was trained, and records that reuse one name
+it in ``efficiency.one_off``. The key names the inputs, not the code: a change that alters a
+training trajectory (a new dropout kernel, say) reuses an entry filed by older code, and the
+figures are where a reader sees that.
 """
 from __future__ import annotations
 
@@ -97,7 +100,8 @@ def trained_id_model(cfg: dict[str, Any], prepared, device: torch.device,
             info = {"cache_hit": False, "seed": int(cfg["seed"]), "key": key,
                     "seconds": time.perf_counter() - start,
                     "epochs": art.record["training"]["epochs_run"],
-                    "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"]}
+                    "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"],
+                    "git": art.record["provenance"]["git"]}
         else:
             info = {"cache_hit": True, "seed": int(cfg["seed"]), "key": key,
                     "built": store.figures(kind, key)}

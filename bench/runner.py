@@ -371,7 +371,8 @@ def _train_and_test(cfg, key: RunKey, adapter, prepared: PreparedDataset, data_p
     trainer.load_best()
     ctx.extras["trained"] = {  # for trained_info (the ID-model cache files it)
         "epochs": len(trainer.epoch_seconds), "best_epoch": trainer.best_epoch,
-        "valid_ndcg10": trainer.best_valid_score, "train_seconds": train_seconds}
+        "valid_ndcg10": trainer.best_valid_score, "train_seconds": train_seconds,
+        "git": code_at_start}  # the cache key names inputs, not code: say which code trained it
 
     eval_start = time.perf_counter()
     ranks = rank_targets(model, test, t["eval_batch_size"], device, kernel)

@@ -35,6 +35,8 @@ def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path, monkey
     record = read_record(outcome.record_path)
     assert built["epochs"] == record["training"]["epochs_run"] == 2
     assert built["valid_ndcg10"] == record["metrics"]["valid"]["NDCG@10"] > 0
+    # the key names inputs, not code: the entry says which code trained it
+    assert built["git"] == record["provenance"]["git"] and "commit" in built["git"]
     # the same inputs trained from scratch elsewhere (the teacher's path) give the same weights
     fresh_cfg = copy.deepcopy(cfg)
     fresh_cfg["paths"]["cache"] = str(tmp_path / "b" / "cache")
@@ -43,6 +45,7 @@ def test_an_id_run_files_the_exact_model_a_fresh_training_gives(tmp_path, monkey
     monkeypatch.setattr("bench.checkpoint.EpochCheckpoint.remove", lambda self: None)
     state, items, info = trained_id_model(fresh_cfg, prepared, resolve_device("cpu"), "test")
     assert not info["cache_hit"] and info["key"] == key and items[0] == "[PAD]"
+    assert info["git"] == record["provenance"]["git"]
     # its per-epoch checkpoint says what it trains, for `bench status` (the key says nothing)
     progress = torch.load(tmp_path / "b" / "cache" / FOLDER / "sasrec" / f"{key}.resume.pt",
                           weights_only=True)

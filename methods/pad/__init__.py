@@ -145,7 +145,8 @@ class PAD(MethodAdapter):
                 state = {k: v.detach().cpu() for k, v in art.model.state_dict().items()}
                 figures = {"seconds": time.perf_counter() - start,
                            "epochs": art.record["training"]["epochs_run"],
-                           "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"]}
+                           "valid_ndcg10": art.record["metrics"]["valid"]["NDCG@10"],
+                           "git": art.record["provenance"]["git"]}
                 staging = store.staging(label, key)
                 torch.save({"state": state, "items": tokens}, staging / "model.pt")
                 folder = store.commit(label, key, staging, parts, figures)
