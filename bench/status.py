@@ -64,6 +64,8 @@ def _from_record(path: Path, key) -> RunState:
 
 
 def _from_checkpoint(path: Path, key, now: float) -> RunState:
+    """Raises FileNotFoundError when the checkpoint is gone: its run finished (and removed it)
+    between the folder listing and this read; the caller decides what that means."""
     import torch
 
     updated = path.stat().st_mtime
@@ -75,6 +77,8 @@ def _from_checkpoint(path: Path, key, now: float) -> RunState:
         epochs = int(state["epoch"]) + 1
         seconds = [float(s) for s in state["epoch_seconds"]] + \
             [float(s) for s in state["valid_seconds"]]
+    except FileNotFoundError:
+        raise
     except Exception as exc:  # noqa: BLE001 (a damaged checkpoint is reported, not fatal)
         print(f"note: checkpoint {path} is unreadable ({type(exc).__name__}); a rerun of its "
               "run starts afresh", file=sys.stderr)
@@ -129,7 +133,12 @@ def scan(root: Path, now: float | None = None) -> list[RunState]:
             found[key] = _from_record(path, key)
     for path in sorted(root.glob("*/*/*/*/seed-*.resume.pt")):
         if (key := _key(path, root)) is not None and key not in found:
-            found[key] = _from_checkpoint(path, key, now)
+            try:
+                found[key] = _from_checkpoint(path, key, now)
+            except FileNotFoundError:  # the run finished during the scan: its record says
+                record = path.with_name(path.name.removesuffix(".resume.pt") + ".json")
+                if record.is_file():
+                    found[key] = _from_record(record, key)
     return [found[k] for k in sorted(found)]
 
 
@@ -141,8 +150,13 @@ def scan_stages(cache: Path, now: float | None = None) -> list[RunState]:
     cache, now = Path(cache), time.time() if now is None else now
     if not cache.is_dir():
         return []
-    return [_from_checkpoint(path, (str(path.relative_to(cache)),), now)
-            for path in sorted(cache.rglob("*.resume.pt"))]
+    stages = []
+    for path in sorted(cache.rglob("*.resume.pt")):
+        try:
+            stages.append(_from_checkpoint(path, (str(path.relative_to(cache)),), now))
+        except FileNotFoundError:  # the stage finished during the scan
+            pass
+    return stages
 
 
 def _num(x: float | None, digits: int = 4) -> str:

@@ -169,3 +169,30 @@ def test_a_checkpoint_written_during_the_scan_is_zero_seconds_old(tmp_path, caps
     assert main(["status", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| 0 s ago" in out and "-5 s" not in out
+
+
+def test_a_run_that_finishes_during_the_scan_is_done_not_a_crash(tmp_path, capsys, monkeypatch):
+    """The runner writes the record, then removes the checkpoint; a scan that listed the
+    checkpoint first finds it gone when it reads it (this crashed `bench status` once)."""
+    run = tmp_path / "runs" / "beauty" / "full" / "id" / "gru4rec"
+    _checkpoint(run / "seed-0.resume.pt")
+    stage = tmp_path / "cache" / "id-models" / "sasrec" / "abc.resume.pt"
+    _checkpoint(stage)
+    real_load = torch.load
+
+    def finish_first(path, *args, **kwargs):  # the run ends just before the read
+        if str(path).endswith("seed-0.resume.pt"):
+            _record(run / "seed-0.json", epochs=51, test=0.034)
+        os.remove(path)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", finish_first)
+    (done,) = scan(tmp_path / "runs")
+    assert (done.state, done.epochs, done.test_ndcg10) == ("done", 51, 0.034)
+    _checkpoint(run.parent / "bert4rec" / "seed-0.resume.pt")  # removed, no record (yet)
+    assert [s.key[3] for s in scan(tmp_path / "runs")] == ["gru4rec"]
+    _checkpoint(stage)
+    assert main(["status", "--runs", str(tmp_path / "runs"),
+                 "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr()
+    assert "unreadable" not in out.err and "abc" not in out.out and "| done" in out.out
