@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import tiny_overrides
 
@@ -143,3 +144,66 @@ def test_float32_is_the_default_precision_on_a_cpu(tmp_path, tiny_llama_dir):
     art = _artifacts(tmp_path, *_llama(tiny_llama_dir))
     assert art.record["method_info"]["precision"] == "float32"
     assert art.model.item_embedding.autocast_dtype == torch.float32
+
+
+def _tiny_lm(arch: str) -> torch.nn.Module:
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel
+
+    torch.manual_seed(0)
+    if arch == "bert":  # MiniLM's architecture (the default encoder)
+        return BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3,
+                                    num_attention_heads=4, intermediate_size=64))
+    return LlamaModel(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=3, num_attention_heads=4,
+                                  num_key_value_heads=2, attention_dropout=0.1))
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_evaluation_replays_the_frozen_blocks_bit_for_bit(arch):
+    """The evaluation table after the tuned block changed equals the one computed without the
+    frozen-prefix cache, exactly, and the frozen blocks did not run again to get it."""
+    from types import SimpleNamespace
+
+    from methods.morec.model import EndToEndItemTable, freeze_below_top, transformer_layers
+
+    model = _tiny_lm(arch)
+    freeze_below_top(model, 1)
+    gen = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 12, (40,), generator=gen)
+    tokens = torch.randint(1, 100, (40, 12), generator=gen)
+    mask = (torch.arange(12)[None, :] < lengths[:, None]).long()
+    tokens, mask = tokens * mask, mask
+    table = EndToEndItemTable(SimpleNamespace(model=model, pooling="mean", dim=32), tokens,
+                              mask, 16, chunk=8, frozen_blocks=2)
+    blocks = transformer_layers(model, 3)[1]
+    calls = []
+    blocks[0].register_forward_hook(lambda *_: calls.append(1))
+
+    table.eval()
+    first = table.weight.clone()
+    assert calls  # the first evaluation runs every block
+    table.train()
+    with torch.no_grad():  # what a training step does to the tuned block
+        for p in blocks[2].parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    table.eval()
+    calls.clear()
+    replayed = table.weight
+    assert not calls  # the frozen blocks were replayed, not run
+    table.train()
+    table.eval()
+    table._frozen.frozen_blocks = 0  # the reference: every block run
+    reference = table.weight
+    assert calls and torch.equal(replayed, reference)
+    assert not torch.allclose(replayed, first)  # the tuned block's change is in the table
+
+    table._frozen.frozen_blocks = 2
+    calls.clear()
+    table.train()
+    table.encode(torch.arange(1, 9))  # training: the frozen blocks run (and drop out)
+    assert calls
+    table.eval()
+    next(blocks[0].parameters()).requires_grad_(True)  # a lower block that trains: no replay
+    calls.clear()
+    table.weight
+    assert calls

@@ -102,8 +102,10 @@ class MoRec(MethodAdapter):
             mask = torch.zeros((len(ids), width), dtype=torch.long)
             for row, x in enumerate(ids[1:], start=1):  # row 0: padding, no text
                 tokens[row, :len(x)], mask[row, :len(x)] = torch.tensor(x), 1
+            frozen = max(0, int(lm.model.config.num_hidden_layers) - int(m["tune_layers"]))
             table = EndToEndItemTable(lm, tokens, mask, dim, extra_rows=extra,
-                                      chunk=int(m["encode_chunk"]), autocast_dtype=compute)
+                                      chunk=int(m["encode_chunk"]), autocast_dtype=compute,
+                                      frozen_blocks=frozen)
             ctx.extras["encoder_id"] = replace(lm, dtype=compute).id  # the dtype it computes in
             info.update(precision=precision_label(compute),
                         tune_layers=int(m["tune_layers"]), lm_parameters=counts,

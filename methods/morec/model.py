@@ -5,9 +5,14 @@ Full cross-entropy would need every item encoded at every step; MoRec trains wit
 the batch's own items instead (its README's in-batch debiased softmax, or BCE with one sampled
 negative per position as in the paper), so a step encodes the unique items of the batch (and
 its negatives) once. For full ranking the table encodes all items once per evaluation and keeps
-them while the model is in eval mode.
+them while the model is in eval mode. What the frozen lower blocks compute for that table is
+the same at every evaluation, so it is kept after the first and only the tuned top blocks run
+again (``FrozenPrefixCache``).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -43,16 +48,104 @@ def freeze_below_top(model: nn.Module, n_tune: int) -> dict[str, int]:
     return counts
 
 
+class _Replay(nn.Module):
+    """Stands in for a frozen block: returns what the last frozen block returned for this chunk,
+    whatever it is given, so the tuned blocks above receive exactly the stored tensor."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.output
+
+
+class FrozenPrefixCache:
+    """The output of the LM's frozen lower blocks for the evaluation table, kept per chunk.
+
+    Why: full ranking encodes every item at every validation, and the bottom blocks (with the
+    embeddings, all frozen) give the same states each time in eval mode (no dropout, no update).
+    Only the tuned top blocks run again, on exactly the stored tensors, so the table equals the
+    uncached one (a test checks it bit for bit; a 3-epoch synthetic ``cold`` run gave the same
+    record). With MiniLM (4 of 6 blocks frozen) a validation on synthetic ``small`` took 4.0 s
+    instead of 11.1 s on one CPU thread, with 63 MB kept. Training steps never use it: there the
+    frozen blocks drop out. Nothing is kept when a parameter below the tuned blocks trains, when
+    a block returns something other than a tensor, or past ``max_bytes`` (then chunks run whole,
+    with the same result).
+    """
+
+    def __init__(self, lm: nn.Module, frozen_blocks: int, max_bytes: int = 4 << 30):
+        self.frozen_blocks, self.max_bytes = frozen_blocks, max_bytes
+        self.states: dict[tuple[int, bytes], torch.Tensor] = {}
+        self.bytes = 0
+        n_layers = int(getattr(lm.config, "num_hidden_layers", 0) or 0)
+        if frozen_blocks <= 0 or n_layers == 0:
+            self.frozen_blocks = 0
+            return
+        self.list_name, self.blocks = transformer_layers(lm, n_layers)
+        below = tuple(f"{self.list_name}.{i}." for i in range(frozen_blocks))
+        self.inputs = [p for name, p in lm.named_parameters()
+                       if name.startswith(below) or (not name.startswith(f"{self.list_name}.")
+                                                     and ("embed" in name or "wte" in name
+                                                          or "wpe" in name))]
+
+    def usable(self) -> bool:
+        """Only while the frozen part is frozen and in eval mode (no dropout)."""
+        if self.frozen_blocks == 0:
+            return False
+        lower = list(self.blocks)[: self.frozen_blocks]
+        return (not any(b.training for b in lower)
+                and not any(p.requires_grad for p in self.inputs))
+
+    def run(self, key: tuple[int, bytes], forward) -> torch.Tensor:
+        """``forward()`` for one chunk: whole the first time (keeping the last frozen block's
+        output), then with the frozen blocks replaced by that output."""
+        stored = self.states.get(key)
+        if stored is not None:
+            with self._replaying(stored):
+                return forward()
+        if self.bytes >= self.max_bytes:
+            return forward()
+
+        def keep(_module, _args, output):
+            if torch.is_tensor(output) and self.bytes + _nbytes(output) <= self.max_bytes:
+                self.states[key] = output.detach()
+                self.bytes += _nbytes(output)
+
+        handle = self.blocks[self.frozen_blocks - 1].register_forward_hook(keep)
+        try:
+            return forward()
+        finally:
+            handle.remove()
+
+    @contextmanager
+    def _replaying(self, output: torch.Tensor) -> Iterator[None]:
+        originals = [self.blocks[i] for i in range(self.frozen_blocks)]
+        try:
+            for i in range(self.frozen_blocks):
+                self.blocks[i] = _Replay(output)
+            yield
+        finally:
+            for i, block in enumerate(originals):
+                self.blocks[i] = block
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
 class EndToEndItemTable(nn.Module):
     """Item id -> LM(item text) pooled -> Linear -> GELU, trained with the recommender.
 
     ``prefetch(ids)`` encodes a step's unique items once; lookups inside the step read them.
-    In eval mode ``weight`` encodes every item once and keeps the table until ``train()``.
+    In eval mode ``weight`` encodes every item once and keeps the table until ``train()``;
+    ``frozen_blocks`` (the LM's bottom blocks that do not train) lets later evaluations replay
+    their stored output instead of running them again (``FrozenPrefixCache``).
     """
 
     def __init__(self, lm, token_ids: torch.Tensor, attention: torch.Tensor, out_dim: int,
                  extra_rows: int = 0, chunk: int = 256,
-                 autocast_dtype: torch.dtype = torch.float32):
+                 autocast_dtype: torch.dtype = torch.float32, frozen_blocks: int = 0):
         super().__init__()
         self.lm = lm.model
         # The LM's weights stay float32 (the optimizer's master copy); a lower ``autocast_dtype``
@@ -70,6 +163,7 @@ class EndToEndItemTable(nn.Module):
         self.embedding_dim, self.n_text_rows, self.chunk = out_dim, token_ids.size(0), chunk
         self._memo: tuple[torch.Tensor, torch.Tensor] | None = None
         self._eval_table: torch.Tensor | None = None
+        self._frozen = FrozenPrefixCache(self.lm, frozen_blocks)
 
     def train(self, mode: bool = True):
         self._eval_table = None
@@ -89,13 +183,22 @@ class EndToEndItemTable(nn.Module):
             part = ids[order[start: start + self.chunk]]
             width = max(1, int(lengths[order[start: start + self.chunk]].max()))
             mask = self.attention[part, :width]
-            with torch.autocast(self.token_ids.device.type, dtype=self.autocast_dtype,
-                                enabled=self.autocast_dtype != torch.float32):
-                hidden = self.lm(input_ids=self.token_ids[part, :width],
-                                 attention_mask=mask).last_hidden_state
+            hidden = self._states(part, width, mask)
             out.append(self.proj(pool(hidden, mask, self.pooling)))
         vecs = torch.cat(out)[torch.argsort(order)]  # back to the order of ``ids``
         return vecs.masked_fill((ids == 0).unsqueeze(-1), 0.0)  # padding stays zero
+
+    def _states(self, part: torch.Tensor, width: int, mask: torch.Tensor) -> torch.Tensor:
+        """The LM's last hidden states for one chunk (frozen blocks replayed in eval mode)."""
+        def forward() -> torch.Tensor:
+            with torch.autocast(self.token_ids.device.type, dtype=self.autocast_dtype,
+                                enabled=self.autocast_dtype != torch.float32):
+                return self.lm(input_ids=self.token_ids[part, :width],
+                               attention_mask=mask).last_hidden_state
+
+        if not self._frozen.usable():
+            return forward()
+        return self._frozen.run((width, part.cpu().numpy().tobytes()), forward)
 
     def _rows(self, unique: torch.Tensor) -> torch.Tensor:
         """Vectors of sorted distinct ids, text rows encoded, extra rows (mask token) learned."""
