@@ -41,11 +41,16 @@ def freeze_below_top(model: nn.Module, n_tune: int) -> dict[str, int]:
     for name, param in model.named_parameters():
         in_blocks = name.startswith(f"{list_name}.")
         train = (any(name.startswith(p) for p in tuned) if in_blocks else
-                 n_tune > 0 and not ("embed" in name or "pooler" in name or "wte" in name
-                                     or "wpe" in name))
+                 n_tune > 0 and not (_is_embedding(name) or "pooler" in name))
         param.requires_grad_(train)
         counts["trainable" if train else "frozen"] += param.numel()
     return counts
+
+
+def _is_embedding(name: str) -> bool:
+    """Token and position embeddings (BERT/Llama ``embed*``, GPT-2 ``wte``/``wpe``): below the
+    first block, never fine-tuned."""
+    return "embed" in name or "wte" in name or "wpe" in name
 
 
 class _Replay(nn.Module):
@@ -82,12 +87,11 @@ class FrozenPrefixCache:
         if frozen_blocks <= 0 or n_layers == 0:
             self.frozen_blocks = 0
             return
-        self.list_name, self.blocks = transformer_layers(lm, n_layers)
-        below = tuple(f"{self.list_name}.{i}." for i in range(frozen_blocks))
-        self.inputs = [p for name, p in lm.named_parameters()
-                       if name.startswith(below) or (not name.startswith(f"{self.list_name}.")
-                                                     and ("embed" in name or "wte" in name
-                                                          or "wpe" in name))]
+        list_name, self.blocks = transformer_layers(lm, n_layers)
+        below = tuple(f"{list_name}.{i}." for i in range(frozen_blocks))
+        # what the kept states depend on: the frozen blocks and the embeddings under them
+        self.inputs = [p for name, p in lm.named_parameters() if name.startswith(below)
+                       or (not name.startswith(f"{list_name}.") and _is_embedding(name))]
 
     def usable(self) -> bool:
         """Only while the frozen part is frozen and in eval mode (no dropout)."""
@@ -104,8 +108,6 @@ class FrozenPrefixCache:
         if stored is not None:
             with self._replaying(stored):
                 return forward()
-        if self.bytes >= self.max_bytes:
-            return forward()
 
         def keep(_module, _args, output):
             if torch.is_tensor(output) and self.bytes + _nbytes(output) <= self.max_bytes:
