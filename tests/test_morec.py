@@ -172,7 +172,7 @@ def test_evaluation_replays_the_frozen_blocks_bit_for_bit(arch):
     lengths = torch.randint(1, 12, (40,), generator=gen)
     tokens = torch.randint(1, 100, (40, 12), generator=gen)
     mask = (torch.arange(12)[None, :] < lengths[:, None]).long()
-    tokens, mask = tokens * mask, mask
+    tokens = tokens * mask  # padding after each length
     table = EndToEndItemTable(SimpleNamespace(model=model, pooling="mean", dim=32), tokens,
                               mask, 16, chunk=8, frozen_blocks=2)
     blocks = transformer_layers(model, 3)[1]
