@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.records import device_name
+
 FORMAT = 1
 
 
@@ -44,6 +46,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _hardware(trainer) -> str:
+    """The label ``bench.records.device_name`` gives the hardware the trainer's model is on."""
+    param = next(trainer.model.parameters(), None)
+    return device_name(param.device if param is not None else torch.device("cpu"))
 
 
 def _floats(values) -> list[float]:
@@ -75,6 +83,9 @@ class EpochCheckpoint:
             "valid_seconds": _floats(trainer.valid_seconds),
             "valid_history": _floats(trainer.valid_history),  # RecBole's scores are numpy floats
             "resumed_at": trainer.resumed_at, "train_seconds": float(train_seconds),
+            # which hardware each stretch between resumes ran on: a resumed run's epoch times
+            # mix them, and its record must say so
+            "segment_devices": [*getattr(trainer, "segment_devices", []), _hardware(trainer)],
             "loader_epoch": loader.epoch, "rng": _rng_state(),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +113,8 @@ class EpochCheckpoint:
         trainer.valid_history = state["valid_history"]
         done = state["epoch"] + 1
         trainer.resumed_at = [*state["resumed_at"], done]
+        trainer.segment_devices = list(state.get("segment_devices")  # absent: older checkpoint
+                                       or [None] * len(trainer.resumed_at))
         trainer.start_epoch = trainer.epochs if state["stopped"] else done
         loader.epoch = state["loader_epoch"]
         _set_rng_state(state["rng"])

@@ -33,7 +33,8 @@ from bench.evaluation.groups import SequenceStats, group_masks
 from bench.evaluation.metrics import grouped_metrics, metric_columns
 from bench.evaluation.ranking import EvalSplit, rank_targets, sample_negatives
 from bench.fast_layers import accelerate
-from bench.records import SCHEMA, RunKey, fingerprint, provenance, read_record, write_run
+from bench.records import (SCHEMA, RunKey, device_name, fingerprint, provenance, read_record,
+                           write_run)
 from bench.runtime import release_free_heap
 from bench.training import BenchTrainer, Seq2SeqTrainLoader
 
@@ -439,6 +440,16 @@ def portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: portable(v) for k, v in cfg.items() if k not in ("paths", "force")}
 
 
+def training_segments(trainer, device: torch.device) -> list[dict[str, Any]]:
+    """Each stretch of training between resumes: the epoch it started from (0-based) and the
+    hardware it ran on (None where the checkpoint predates the label). One stretch unless the
+    run was resumed; with more, the record's epoch times mix them."""
+    starts = [0, *trainer.resumed_at]
+    devices = [*getattr(trainer, "segment_devices", [None] * len(trainer.resumed_at)),
+               device_name(device)]
+    return [{"from_epoch": int(s), "device": d} for s, d in zip(starts, devices)]
+
+
 def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, trainer, loader,
                  metrics, timing: dict[str, float], n_test: int, device: torch.device,
                  encoder: str | None) -> dict[str, Any]:
@@ -455,7 +466,8 @@ def _make_record(cfg, key: RunKey, prepared: PreparedDataset, dataset, model, tr
         "training": {"epochs_run": len(trainer.epoch_seconds), "best_epoch": trainer.best_epoch,
                      "valid_ndcg10_per_epoch": trainer.valid_history,
                      "train_windows": len(loader.lengths), "batch_size": loader.batch_size,
-                     "resumed_at_epochs": trainer.resumed_at},
+                     "resumed_at_epochs": trainer.resumed_at,
+                     "segments": training_segments(trainer, device)},
         "efficiency": {
             "device": str(device), "data_seconds": timing["data"],
             "train_seconds": timing["train"], "epoch_seconds": trainer.epoch_seconds,

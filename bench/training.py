@@ -168,6 +168,8 @@ class BenchTrainer(Trainer):
         self.valid_seconds: list[float] = []
         self.valid_history: list[float] = []
         self.resumed_at: list[int] = []  # epochs a resumed run continued from (bench.checkpoint)
+        # the hardware label of each stretch before the latest resume (None: not recorded)
+        self.segment_devices: list[str | None] = []
 
     def _build_optimizer(self, **kwargs):
         """RecBole's optimizer; a model with ``optimizer_groups(lr)`` gets its own parameter

@@ -281,6 +281,31 @@ def test_a_variant_is_compared_with_its_base_method(tmp_path):
     assert float(overall[5]) < 0 and overall[9] == "<0.0001"
 
 
+def test_the_cost_table_names_the_hardware_of_a_resumed_runs_earlier_epochs(tmp_path):
+    """A run resumed on other hardware mixes two devices' epoch times: its row says so, and
+    a record from before the stretches were labelled says they are not recorded."""
+    records = write_records(tmp_path / "records")
+    runs = records / "synthetic" / "full" / "llmemb" / "sasrec"
+    device = "cpu: Test CPU (2 threads)"
+    _rewrite(runs / "seed-1.json", **{
+        "training.resumed_at_epochs": [5],
+        "training.segments": [{"from_epoch": 0, "device": "cpu: Other CPU (1 threads)"},
+                              {"from_epoch": 5, "device": device}]})
+    _rewrite(runs / "seed-2.json", **{"training.resumed_at_epochs": [7]})
+    _rewrite(records / "synthetic" / "full" / "id" / "sasrec" / "seed-0.json", **{
+        "training.resumed_at_epochs": [4],
+        "training.segments": [{"from_epoch": 0, "device": device},
+                              {"from_epoch": 4, "device": device}]})  # same hardware: no note
+    build(records, tmp_path / "boards", with_plots=False)
+    page = (tmp_path / "boards" / "synthetic-full.md").read_text()
+    section = page.split("## Cost of these accuracy runs")[1].split("## ")[0]
+    cells = {r[0]: r[-1] for r in ([c.strip() for c in ln.strip().strip("|").split("|")]
+                                    for ln in section.splitlines() if ln.startswith("| "))}
+    assert cells["id"] == device
+    assert cells["llmemb"] == (f"{device} (resumed: 2 of 3 runs also on "
+                               "cpu: Other CPU (1 threads), hardware not recorded)")
+
+
 def _summary(index: str) -> dict[str, list[str]]:
     section = index.split("## Where does each method help?")[1]
     lines = [ln for ln in section.splitlines() if ln.startswith("| synthetic")]

@@ -116,6 +116,9 @@ def test_a_run_killed_mid_training_resumes_to_the_record_an_uninterrupted_run_wr
     assert not record.with_name("seed-0.resume.pt").exists()
     resumed = read_record(record)
     assert resumed["training"]["resumed_at_epochs"] and resumed["training"]["epochs_run"] == 6
+    here = resumed["provenance"]["device"]
+    assert resumed["training"]["segments"] == [  # both stretches ran here
+        {"from_epoch": e, "device": here} for e in [0, *resumed["training"]["resumed_at_epochs"]]]
 
     code, out = _finish(_bench(tmp_path, [*argv, f"paths.runs={tmp_path / 'straight'}"]))
     assert code == 0, out

@@ -114,6 +114,45 @@ def test_checkpoints_record_patience_and_the_epoch_cap(tmp_path):
     assert (state["stopping_step"], state["max_epochs"], state["cur_step"]) == (20, 200, 2)
 
 
+def test_a_resumed_run_records_which_hardware_each_stretch_ran_on(tmp_path):
+    """A run resumed elsewhere times its epochs on two devices; the checkpoint carries each
+    stretch's hardware into the record. A checkpoint older than the label gives None."""
+    from types import SimpleNamespace
+
+    from bench.checkpoint import EpochCheckpoint
+    from bench.records import device_name
+    from bench.runner import training_segments
+
+    def trainer():
+        model = torch.nn.Linear(2, 2)
+        return SimpleNamespace(
+            model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), cur_step=0,
+            stopping_step=20, epochs=200, best_state=None, best_epoch=2, best_valid_score=0.3,
+            epoch_seconds=[1.0] * 3, valid_seconds=[0.5] * 3, valid_history=[0.3] * 3,
+            resumed_at=[])
+
+    here = device_name(torch.device("cpu"))
+    path = tmp_path / "seed-0.resume.pt"
+    EpochCheckpoint(path, "x").save(trainer(), SimpleNamespace(epoch=3), 2, 3.0)
+    state = torch.load(path, weights_only=True)
+    assert state["segment_devices"] == [here]
+    state["segment_devices"] = ["cpu: Elsewhere (1 threads)"]
+    torch.save(state, path)
+    resumed = trainer()
+    EpochCheckpoint(path, "x").restore(resumed, SimpleNamespace(epoch=0))
+    assert training_segments(resumed, torch.device("cpu")) == [
+        {"from_epoch": 0, "device": "cpu: Elsewhere (1 threads)"},
+        {"from_epoch": 3, "device": here}]
+
+    del state["segment_devices"]  # a checkpoint written before the label existed
+    torch.save(state, path)
+    old = trainer()
+    EpochCheckpoint(path, "x").restore(old, SimpleNamespace(epoch=0))
+    assert [s["device"] for s in training_segments(old, torch.device("cpu"))] == [None, here]
+    assert training_segments(trainer(), torch.device("cpu")) == [{"from_epoch": 0,
+                                                                  "device": here}]
+
+
 def test_one_off_stages_in_progress_are_listed_from_the_cache(tmp_path, capsys):
     """A PAD or LLMEmb run first trains its teacher / phases under the cache, where the runs
     folder shows nothing: those checkpoints get their own table, named by what they train."""

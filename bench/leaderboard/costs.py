@@ -113,6 +113,28 @@ def _commit(record: dict[str, Any]) -> str:
     return "–" if not commit else commit[:7] + ("+" if git.get("dirty") else "")
 
 
+def _other_stretches(record: dict[str, Any]) -> set[str]:
+    """The hardware of a resumed run's stretches that did not run where its record says it
+    ran ("hardware not recorded" where the checkpoint predates the label)."""
+    training, final = record.get("training") or {}, record["provenance"]["device"]
+    stretches = training.get("segments")
+    if stretches is None:  # a record older than the field: only the last stretch is known
+        stretches = [{"device": None}] * len(training.get("resumed_at_epochs") or [])
+    return {s["device"] or "hardware not recorded" for s in stretches if s["device"] != final}
+
+
+def device_cell(records: list[dict[str, Any]]) -> str:
+    """The devices a row's records were timed on. A run resumed on other hardware mixes its
+    epoch times: the cell says how many runs did and where their earlier epochs ran."""
+    cell = "; ".join(sorted({r["provenance"]["device"] for r in records}))
+    mixed = [_other_stretches(r) for r in records]
+    n = sum(bool(m) for m in mixed)
+    if not n:
+        return cell
+    runs = "the run" if len(records) == 1 else f"{n} of {len(records)} runs"
+    return f"{cell} (resumed: {runs} also on {', '.join(sorted(set().union(*mixed)))})"
+
+
 def _epoch_with_valid(record: dict[str, Any]) -> float | None:
     eff = record["efficiency"]
     if eff.get("epoch_seconds_median") is None:
@@ -153,7 +175,7 @@ def cost_rows(rows: list[CostRow],
             f"{'≥' if capped else '≈'} {epochs * per_epoch:,.0f} ({epochs:.0f} ep)"
         batch = rec["config"]["train"]["batch_size"]
         out.append([
-            row.method, row.backbone, row.device, inf.get("dtype", "–"),
+            row.method, row.backbone, device_cell([rec]), inf.get("dtype", "–"),
             f"{_millions(params.get('trainable'))} / {_millions(params.get('total'))}",
             _fmt(eff.get("epoch_seconds_median"), 2)
             + _times_id(eff.get("epoch_seconds_median"),
@@ -238,6 +260,8 @@ How to read the efficiency table:
 - est. s to converge = epochs the accuracy runs of the same row took to early stop (mean over
   seeds, from the accuracy records) × this device's s / epoch including validation; "≥"
   where a seed ran to the epoch cap still improving (the estimate is then a lower bound).
+- device "resumed: the run also on ...": the run was killed and resumed on other hardware, so
+  its timings mix the two.
 - code: the commit that measured the row (+ = with uncommitted changes); rows measured by
   different code are only as comparable as the code is.
 - CPU rows are measured with the machine otherwise idle unless a page note says otherwise."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from bench.leaderboard.costs import device_cell
 from bench.leaderboard.learned import is_table, learned_tables
 from bench.leaderboard.load import GROUPS, METRICS, Page, Row, Run
 from bench.leaderboard.stats import (
@@ -386,7 +387,7 @@ def cost_table(page: Page) -> str:
                      _median_of([_get(r, "efficiency", "inference", "throughput",
                                       "users_per_second") for r in recs], 0)
                      + ("" if batch == {None} else f" (batch {', '.join(map(str, batch - {None}))})"),
-                     "; ".join(sorted({r["provenance"]["device"] for r in recs}))])
+                     device_cell(recs)])
     return _table(rows, ["method", "backbone", "s / epoch", "epochs run", "training s",
                          "peak train MiB", "latency p50 ms", "latency p99 ms",
                          "users / s", "device"])
@@ -414,7 +415,9 @@ How to read this page:
 - "at the cap" in the cost table: seeds that ran all `train.epochs` epochs without meeting
   the early-stopping rule (still improving when the cap ended them): not converged.
 - Timings are as recorded by each run on the hardware listed; runs that shared a machine with
-  other work are slower than alone."""
+  other work are slower than alone. "resumed: ... also on ...": a run killed and resumed
+  elsewhere (`bench.checkpoint`) timed its epochs on more than one device, so its
+  s / epoch mixes them; "hardware not recorded": stretches from before records named it."""
 
 
 def page_markdown(page: Page, plots: dict[str, str], efficiency: str | None = None) -> str:
