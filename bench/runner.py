@@ -445,8 +445,7 @@ def training_segments(trainer, device: torch.device) -> list[dict[str, Any]]:
     hardware it ran on (None where the checkpoint predates the label). One stretch unless the
     run was resumed; with more, the record's epoch times mix them."""
     starts = [0, *trainer.resumed_at]
-    devices = [*getattr(trainer, "segment_devices", [None] * len(trainer.resumed_at)),
-               device_name(device)]
+    devices = [*trainer.segment_devices, device_name(device)]
     return [{"from_epoch": int(s), "device": d} for s, d in zip(starts, devices)]
 
 

@@ -129,7 +129,7 @@ def test_a_resumed_run_records_which_hardware_each_stretch_ran_on(tmp_path):
             model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), cur_step=0,
             stopping_step=20, epochs=200, best_state=None, best_epoch=2, best_valid_score=0.3,
             epoch_seconds=[1.0] * 3, valid_seconds=[0.5] * 3, valid_history=[0.3] * 3,
-            resumed_at=[])
+            resumed_at=[], segment_devices=[])
 
     here = device_name(torch.device("cpu"))
     path = tmp_path / "seed-0.resume.pt"
